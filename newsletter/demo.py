@@ -1,0 +1,64 @@
+"""The demo: the whole weekly slice on sample data shipped inside the package, with no network."""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+from newsletter.annotations import import_annotations
+from newsletter.collect import CollectReport, collect
+from newsletter.deliver import DeliveryReport, send_dispatch
+from newsletter.dispatch import approve, build_dispatch, load_dispatch
+from newsletter.models import Dispatch
+from newsletter.preview import write_preview
+from newsletter.senders import FileSender
+from newsletter.settings import Settings
+from newsletter.sources_file import read_sources_file
+from newsletter.store import Store
+from newsletter.subscriptions import add_subscriber
+from newsletter.weeks import Week
+
+#: the ISO week the sample signals were published in
+SAMPLE_WEEK = Week(2026, 24)
+
+
+def sample_dir() -> Path:
+    return Path(str(resources.files("newsletter") / "sample"))
+
+
+@dataclass
+class DemoResult:
+    collected: CollectReport
+    dispatch: Dispatch
+    delivery: DeliveryReport
+    preview: Path
+    outbox: Path
+    db: Path
+
+
+def run_demo(settings: Settings, preview_path: Path = Path("preview.html")) -> DemoResult:
+    sample = sample_dir()
+    store = Store.open(settings.db)
+    try:
+        for spec in read_sources_file(sample / "sources.toml"):
+            store.sources.add(spec.name, spec.url, category=spec.category, label=spec.label)
+        collected = collect(store)
+        import_annotations(store, sorted((sample / "annotations").iterdir()))
+        with open(sample / "subscribers.csv", newline="", encoding="utf-8") as handle:
+            for row in csv.DictReader(handle):
+                add_subscriber(store, row["email"], name=row.get("name") or None, confirmed=True)
+        dispatch = load_dispatch(store, settings, SAMPLE_WEEK)
+        if dispatch is None or dispatch.status == "draft":
+            build_dispatch(store, settings, SAMPLE_WEEK)
+            dispatch = approve(store, settings, SAMPLE_WEEK)
+        preview = write_preview(store, settings, SAMPLE_WEEK, preview_path)
+        delivery = send_dispatch(store, settings, FileSender(settings.outbox), SAMPLE_WEEK)
+        dispatch = load_dispatch(store, settings, SAMPLE_WEEK)
+        assert dispatch is not None
+    finally:
+        store.close()
+    return DemoResult(
+        collected, dispatch, delivery, preview, settings.outbox / str(SAMPLE_WEEK), settings.db
+    )

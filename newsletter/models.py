@@ -1,0 +1,135 @@
+"""Plain data types shared by every stage. No I/O here."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+HORIZONS = ("short term", "medium term", "long term")
+
+# The editor's read of a signal: never overwritten by a feed re-fetch.
+EDITORIAL_FIELDS = (
+    "category",
+    "signal_score",
+    "horizon",
+    "why_now",
+    "why_important",
+    "what_changes",
+    "winners",
+    "losers",
+    "effects_direct",
+    "effects_second",
+    "effects_third",
+    "editorial_confidence",
+    "structural_impact",
+    "notes",
+)
+LIST_FIELDS = ("winners", "losers")
+SCORE_FIELDS = ("signal_score", "editorial_confidence", "structural_impact")
+
+
+@dataclass(frozen=True)
+class FeedItem:
+    """One entry of a feed after parsing and sanitising, before it meets the database."""
+
+    title: str
+    url: str
+    guid: str | None = None
+    link: str | None = None
+    published: datetime | None = None
+    summary_html: str = ""
+    summary_text: str = ""
+    source_label: str | None = None
+    category: str | None = None
+    arxiv_id: str | None = None
+    announce_type: str | None = None
+
+
+@dataclass(frozen=True)
+class Signal:
+    id: int
+    title: str
+    url: str
+    published: datetime
+    source_label: str | None = None
+    summary_html: str = ""
+    summary_text: str = ""
+    notes: str | None = None
+    category: str | None = None
+    signal_score: int | None = None
+    horizon: str | None = None
+    why_now: str | None = None
+    why_important: str | None = None
+    what_changes: str | None = None
+    winners: tuple[str, ...] = ()
+    losers: tuple[str, ...] = ()
+    effects_direct: str | None = None
+    effects_second: str | None = None
+    effects_third: str | None = None
+    editorial_confidence: int | None = None
+    structural_impact: int | None = None
+    arxiv_id: str | None = None
+    announce_type: str | None = None
+    guid: str | None = None
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> Signal:
+        known = cls.__dataclass_fields__
+        values = {k: v for k, v in row.items() if k in known}
+        for name in LIST_FIELDS:
+            values[name] = tuple(json.loads(row[name])) if row.get(name) else ()
+        values["published"] = datetime.fromisoformat(row["published"])
+        values["summary_html"] = row.get("summary_html") or ""
+        values["summary_text"] = row.get("summary_text") or ""
+        return cls(**values)
+
+    @property
+    def horizon_label(self) -> str | None:
+        return self.horizon.capitalize() if self.horizon else None
+
+    @property
+    def has_why(self) -> bool:
+        return bool(self.why_now or self.why_important or self.what_changes)
+
+    @property
+    def has_effects(self) -> bool:
+        return bool(self.effects_direct or self.effects_second or self.effects_third)
+
+
+@dataclass(frozen=True)
+class Subscriber:
+    id: int
+    email: str
+    name: str | None
+    status: str
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> Subscriber:
+        return cls(row["id"], row["email"], row.get("name"), row["status"])
+
+
+@dataclass(frozen=True)
+class Section:
+    title: str
+    signals: tuple[Signal, ...]
+
+
+@dataclass(frozen=True)
+class Dispatch:
+    id: int
+    week: str
+    issue_number: int
+    status: str
+    subject: str
+    preheader: str
+    note: str | None
+    sections: tuple[Section, ...] = field(default=())
+    html: str | None = None
+    text: str | None = None
+    slot_nonce: str | None = None
+
+    @property
+    def signals(self) -> tuple[Signal, ...]:
+        return tuple(s for section in self.sections for s in section.signals)

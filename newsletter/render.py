@@ -1,0 +1,150 @@
+"""Rendering a dispatch: Jinja2 -> MJML -> HTML once per dispatch, a plain-text part from the
+same data, and per-subscriber parts filled into the compiled output by substitution, never by
+compiling again.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import textwrap
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jinja2
+import mjml
+from markupsafe import Markup
+
+from newsletter.errors import NewsletterError
+from newsletter.models import Dispatch
+from newsletter.settings import Settings
+
+SLOTS = ("unsubscribe_url", "greeting", "email")
+TEXT_WIDTH = 76
+
+
+def templates_dir() -> Path:
+    """The installed copy (wheel) or the repository's `templates/` (editable install, tests)."""
+    installed = Path(__file__).parent / "templates"
+    return installed if installed.is_dir() else Path(__file__).parent.parent / "templates"
+
+
+def _wrap(text: str, width: int = TEXT_WIDTH, indent: str = "") -> str:
+    """Wrap paragraphs for the text part without ever breaking a URL."""
+    paragraphs = [p for p in (text or "").split("\n\n") if p.strip()]
+    return "\n\n".join(
+        textwrap.fill(
+            " ".join(p.split()),
+            width=width,
+            initial_indent=indent,
+            subsequent_indent=indent,
+            break_long_words=False,
+            break_on_hyphens=False,
+        )
+        for p in paragraphs
+    )
+
+
+def make_environment(directory: Path | None = None) -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(directory or templates_dir())),
+        autoescape=jinja2.select_autoescape(
+            enabled_extensions=("html", "mjml", "xml", "html.j2", "mjml.j2", "xml.j2"),
+            default_for_string=True,
+        ),
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+    env.filters["wrap"] = _wrap
+    env.filters["date"] = lambda d: f"{d:%b} {d.day}, {d.year}"
+    return env
+
+
+@dataclass(frozen=True)
+class Template:
+    """Compiled output split at the per-subscriber slots: parts[0] slot[0] parts[1] ..."""
+
+    parts: tuple[str, ...]
+    slots: tuple[str, ...]
+
+    @classmethod
+    def split(cls, text: str, nonce: str) -> Template:
+        """Split at this render's slot markers (a random nonce: feed text cannot pose as one)."""
+        slots = "|".join(SLOTS)
+        pieces = re.split(rf"@@{re.escape(nonce)}-({slots})@@", text)
+        return cls(tuple(pieces[0::2]), tuple(pieces[1::2]))
+
+    def fill(self, values: dict[str, str]) -> str:
+        out = [self.parts[0]]
+        for slot, part in zip(self.slots, self.parts[1:], strict=True):
+            out.append(values[slot])
+            out.append(part)
+        return "".join(out)
+
+
+@dataclass(frozen=True)
+class Rendered:
+    html: Template
+    text: Template
+    subject: str
+    preheader: str
+    compiled_html: str
+    compiled_text: str
+    nonce: str
+
+    def personalise(self, values: dict[str, str]) -> tuple[str, str]:
+        """HTML and text for one reader; HTML values are escaped, text values are not."""
+        escaped = {k: str(Markup.escape(v)) for k, v in values.items()}
+        return self.html.fill(escaped), self.text.fill(values)
+
+
+def view_url(settings: Settings, dispatch: Dispatch) -> str:
+    return f"{settings.public_url}/archive/{dispatch.week}/"
+
+
+def render_dispatch(
+    dispatch: Dispatch, settings: Settings, env: jinja2.Environment | None = None
+) -> Rendered:
+    env = env or make_environment()
+    nonce = secrets.token_hex(6)
+    markers = {slot: f"@@{nonce}-{slot}@@" for slot in SLOTS}
+    context: dict[str, Any] = {
+        "dispatch": dispatch,
+        "settings": settings,
+        "view_url": view_url(settings, dispatch),
+        "subscribe_url": f"{settings.public_url}/",
+        "slot": markers,
+    }
+    source = env.get_template("email/dispatch.mjml.j2").render(context)
+    try:
+        result = mjml.mjml2html(source, disable_comments=True)
+    except ValueError as exc:
+        raise NewsletterError(f"email template does not compile as MJML: {exc}") from None
+    text = env.get_template("email/dispatch.txt.j2").render(context)
+    return Rendered(
+        html=Template.split(result, nonce),
+        text=Template.split(text, nonce),
+        subject=dispatch.subject,
+        preheader=dispatch.preheader,
+        compiled_html=result,
+        compiled_text=text,
+        nonce=nonce,
+    )
+
+
+def frozen_rendering(dispatch: Dispatch) -> Rendered | None:
+    """The copy stored when sending began: a resumed send mails exactly what the first run did."""
+    if dispatch.html is None or dispatch.text is None:
+        return None
+    return Rendered(
+        html=Template.split(dispatch.html, dispatch.slot_nonce or ""),
+        text=Template.split(dispatch.text, dispatch.slot_nonce or ""),
+        subject=dispatch.subject,
+        preheader=dispatch.preheader,
+        compiled_html=dispatch.html,
+        compiled_text=dispatch.text,
+        nonce=dispatch.slot_nonce or "",
+    )

@@ -1,0 +1,66 @@
+"""Choosing a week's signals and grouping them in sections: pure, so it tests without a database."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+from newsletter.models import Section, Signal
+
+UNCATEGORISED = "Other"
+
+
+def strength(signal: Signal) -> tuple[int, int, int, int]:
+    """Strongest first: signal score, then structural impact, then confidence, then newest."""
+    return (
+        signal.signal_score or 0,
+        signal.structural_impact or 0,
+        signal.editorial_confidence or 0,
+        int(signal.published.timestamp()),
+    )
+
+
+def select_signals(
+    candidates: Iterable[Signal],
+    *,
+    already_sent: set[int],
+    pinned: set[int] = frozenset(),  # type: ignore[assignment]
+    dropped: set[int] = frozenset(),  # type: ignore[assignment]
+    min_score: int = 0,
+    limit: int = 12,
+) -> list[Signal]:
+    """Pinned signals always, then the strongest eligible ones, up to the limit."""
+    pool = [s for s in candidates if s.id not in already_sent and s.id not in dropped]
+    chosen = sorted((s for s in pool if s.id in pinned), key=strength, reverse=True)
+    rest = sorted(
+        (s for s in pool if s.id not in pinned and (s.signal_score or 0) >= min_score),
+        key=strength,
+        reverse=True,
+    )
+    return (chosen + rest)[: max(limit, len(chosen))]
+
+
+def group_sections(signals: Sequence[Signal], order: Sequence[str]) -> list[Section]:
+    """Sections in the configured order, unknown categories after them alphabetically."""
+    rank = {name.lower(): i for i, name in enumerate(order)}
+    groups: dict[str, list[Signal]] = {}
+    for signal in signals:
+        groups.setdefault(signal.category or UNCATEGORISED, []).append(signal)
+    names = sorted(groups, key=lambda n: (rank.get(n.lower(), len(rank)), n.lower()))
+    return [Section(name, tuple(groups[name])) for name in names]
+
+
+def default_subject(signals: Sequence[Signal], name: str, issue_number: int) -> str:
+    if not signals:
+        return f"{name} #{issue_number}"
+    lead = signals[0].title
+    more = len(signals) - 1
+    subject = f"{lead}" + (f" + {more} more" if more else "")
+    return subject if len(subject) <= 90 else subject[:87].rstrip() + "…"
+
+
+def default_preheader(signals: Sequence[Signal]) -> str:
+    titles = [s.title for s in signals[1:4]]
+    if not titles:
+        return signals[0].why_now or signals[0].summary_text[:120] if signals else ""
+    text = "Also: " + "; ".join(titles)
+    return text if len(text) <= 140 else text[:137].rstrip() + "…"

@@ -1,0 +1,51 @@
+"""The one interface every sender implements, like an httpx transport: hand over messages, get
+one result each. Backends map their library's errors to TemporarySendError / PermanentSendError.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+from types import TracebackType
+
+from newsletter.errors import SendError
+from newsletter.message import Message
+
+
+@dataclass(frozen=True)
+class SendResult:
+    message: Message
+    provider_id: str | None = None
+    error: SendError | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+class Sender(ABC):
+    name: str = "sender"
+    #: how many messages one `send` call may take (API batch endpoints take many)
+    batch_size: int = 1
+
+    @abstractmethod
+    def send(self, messages: Sequence[Message]) -> list[SendResult]:
+        """Hand the messages over; one result per message, in order.
+
+        Raise TemporarySendError when the whole call failed before anything was accepted.
+        """
+
+    def close(self) -> None:  # noqa: B027 - most senders hold nothing to release
+        """Release connections."""
+
+    def __enter__(self) -> Sender:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()

@@ -1,0 +1,387 @@
+"""Every setting, read once from the environment (and an optional `.env`) into an immutable object.
+
+The table `SETTINGS` is the single list: it drives parsing, validation, `.env.example`
+and the README's settings section, so a setting cannot exist in one place and not another.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
+from email.utils import getaddresses, parseaddr
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from dotenv import dotenv_values
+
+from newsletter.errors import SettingsError
+
+SENDERS = ("file", "smtp", "postmark", "sendgrid", "mailgun", "resend")
+SMTP_SECURITY = ("starttls", "tls", "none")
+
+
+def _text(value: str) -> str:
+    return value.strip()
+
+
+def _path(value: str) -> Path:
+    return Path(value).expanduser()
+
+
+def _bool(value: str) -> bool:
+    lowered = value.strip().lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off", ""}:
+        return False
+    raise ValueError(f"expected true or false, got {value!r}")
+
+
+def _int(low: int, high: int | None = None) -> Callable[[str], int]:
+    def parse(value: str) -> int:
+        try:
+            number = int(value.strip())
+        except ValueError:
+            raise ValueError(f"expected a whole number, got {value!r}") from None
+        if number < low or (high is not None and number > high):
+            limit = f"between {low} and {high}" if high is not None else f"at least {low}"
+            raise ValueError(f"must be {limit}, got {number}")
+        return number
+
+    return parse
+
+
+def _float(low: float) -> Callable[[str], float]:
+    def parse(value: str) -> float:
+        try:
+            number = float(value.strip())
+        except ValueError:
+            raise ValueError(f"expected a number, got {value!r}") from None
+        if number < low:
+            raise ValueError(f"must be at least {low}, got {number}")
+        return number
+
+    return parse
+
+
+def _choice(*options: str) -> Callable[[str], str]:
+    def parse(value: str) -> str:
+        lowered = value.strip().lower()
+        if lowered not in options:
+            raise ValueError(f"must be one of {', '.join(options)}, got {value!r}")
+        return lowered
+
+    return parse
+
+
+def _timezone(value: str) -> ZoneInfo:
+    try:
+        return ZoneInfo(value.strip())
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(
+            f"unknown timezone {value!r} (use an IANA name like Europe/Paris)"
+        ) from None
+
+
+def _address(value: str) -> str:
+    if any(ch in value for ch in "\r\n"):
+        raise ValueError("must not contain line breaks")
+    pairs = getaddresses([value])
+    if len(pairs) != 1 or "@" not in pairs[0][1]:
+        raise ValueError(
+            f"expected one address like 'The Brief <brief@example.org>', got {value!r}"
+        )
+    return value.strip()
+
+
+def _optional_address(value: str) -> str:
+    return _address(value) if value.strip() else ""
+
+
+def _url(value: str) -> str:
+    parts = urlsplit(value.strip())
+    if parts.scheme not in {"http", "https"} or not parts.netloc:
+        raise ValueError(f"expected an absolute http(s) URL, got {value!r}")
+    return value.strip().rstrip("/")
+
+
+def _optional_url(value: str) -> str:
+    return _url(value) if value.strip() else ""
+
+
+def _colour(value: str) -> str:
+    text = value.strip()
+    if not (text.startswith("#") and len(text) in {4, 7}):
+        raise ValueError(f"expected a hex colour like #1f3a5f, got {value!r}")
+    try:
+        int(text[1:], 16)
+    except ValueError:
+        raise ValueError(f"expected a hex colour like #1f3a5f, got {value!r}") from None
+    return text.lower()
+
+
+def _list(value: str) -> tuple[str, ...]:
+    return tuple(item.strip() for item in value.split(",") if item.strip())
+
+
+@dataclass(frozen=True)
+class Spec:
+    """How one setting is named, parsed and documented."""
+
+    attr: str
+    env: str
+    default: str
+    parse: Callable[[str], Any]
+    help: str
+    secret: bool = False
+
+
+SETTINGS: tuple[Spec, ...] = (
+    Spec("db", "NEWSLETTER_DB", "newsletter.db", _path, "SQLite database file"),
+    Spec(
+        "sender",
+        "NEWSLETTER_SENDER",
+        "file",
+        _choice(*SENDERS),
+        "how mail leaves: " + " | ".join(SENDERS),
+    ),
+    Spec(
+        "from_addr",
+        "NEWSLETTER_FROM",
+        "The Brief <brief@example.org>",
+        _address,
+        "From: display name and address",
+    ),
+    Spec(
+        "reply_to", "NEWSLETTER_REPLY_TO", "", _optional_address, "Reply-To address (empty: none)"
+    ),
+    Spec(
+        "public_url",
+        "NEWSLETTER_PUBLIC_URL",
+        "http://localhost:8000",
+        _url,
+        "public base URL of the web service (links in mail point here)",
+    ),
+    Spec(
+        "secret_key",
+        "NEWSLETTER_SECRET_KEY",
+        "",
+        _text,
+        "signs tokens; empty: a random key kept in the database",
+        secret=True,
+    ),
+    Spec(
+        "timezone",
+        "NEWSLETTER_TIMEZONE",
+        "UTC",
+        _timezone,
+        "IANA timezone that decides which ISO week a signal belongs to",
+    ),
+    Spec(
+        "outbox",
+        "NEWSLETTER_OUTBOX",
+        "outbox",
+        _path,
+        "folder the file sender writes .eml files to",
+    ),
+    Spec("rate", "NEWSLETTER_RATE", "0", _float(0), "messages per second at most (0: no limit)"),
+    Spec("concurrency", "NEWSLETTER_CONCURRENCY", "4", _int(1, 64), "messages in flight at once"),
+    Spec(
+        "min_score",
+        "NEWSLETTER_MIN_SCORE",
+        "0",
+        _int(0, 100),
+        "lowest signal score a dispatch takes",
+    ),
+    Spec(
+        "max_signals", "NEWSLETTER_MAX_SIGNALS", "12", _int(1, 100), "most signals in one dispatch"
+    ),
+    Spec(
+        "sections",
+        "NEWSLETTER_SECTIONS",
+        "AI,Markets,Policy,Energy,Science",
+        _list,
+        "order of the dispatch's sections (categories); others follow alphabetically",
+    ),
+    Spec(
+        "auto_approve",
+        "NEWSLETTER_AUTO_APPROVE",
+        "false",
+        _bool,
+        "`weekly` sends without an editor's approval",
+    ),
+    Spec(
+        "name",
+        "NEWSLETTER_NAME",
+        "The Brief",
+        _text,
+        "publication name in the header, footer and List-Id",
+    ),
+    Spec(
+        "tagline",
+        "NEWSLETTER_TAGLINE",
+        "Stay ahead of the systems reshaping markets.",
+        _text,
+        "line under the name",
+    ),
+    Spec(
+        "postal_address",
+        "NEWSLETTER_POSTAL_ADDRESS",
+        "The Brief, 1 Market Street, Springfield",
+        _text,
+        "sender's postal address in every footer",
+    ),
+    Spec(
+        "logo_url",
+        "NEWSLETTER_LOGO_URL",
+        "",
+        _optional_url,
+        "logo image URL for the header (empty: the name as text)",
+    ),
+    Spec(
+        "accent_color",
+        "NEWSLETTER_ACCENT_COLOR",
+        "#1f4e79",
+        _colour,
+        "accent colour of headings, scores and buttons",
+    ),
+    Spec(
+        "list_id",
+        "NEWSLETTER_LIST_ID",
+        "",
+        _text,
+        "List-Id header value (empty: weekly.<From domain>)",
+    ),
+    Spec("smtp_host", "NEWSLETTER_SMTP_HOST", "localhost", _text, "SMTP server"),
+    Spec("smtp_port", "NEWSLETTER_SMTP_PORT", "587", _int(1, 65535), "SMTP port"),
+    Spec("smtp_username", "NEWSLETTER_SMTP_USERNAME", "", _text, "SMTP login (empty: no AUTH)"),
+    Spec("smtp_password", "NEWSLETTER_SMTP_PASSWORD", "", _text, "SMTP password", secret=True),
+    Spec(
+        "smtp_security",
+        "NEWSLETTER_SMTP_SECURITY",
+        "starttls",
+        _choice(*SMTP_SECURITY),
+        "starttls | tls | none",
+    ),
+    Spec(
+        "postmark_token", "POSTMARK_SERVER_TOKEN", "", _text, "Postmark server token", secret=True
+    ),
+    Spec("sendgrid_key", "SENDGRID_API_KEY", "", _text, "SendGrid API key", secret=True),
+    Spec("mailgun_key", "MAILGUN_API_KEY", "", _text, "Mailgun API key", secret=True),
+    Spec("mailgun_domain", "MAILGUN_DOMAIN", "", _text, "Mailgun sending domain"),
+    Spec("resend_key", "RESEND_API_KEY", "", _text, "Resend API key", secret=True),
+    Spec(
+        "log_level",
+        "NEWSLETTER_LOG_LEVEL",
+        "INFO",
+        _choice("debug", "info", "warning", "error"),
+        "debug | info | warning | error",
+    ),
+)
+
+
+@dataclass(frozen=True)
+class Settings:
+    db: Path
+    sender: str
+    from_addr: str
+    reply_to: str
+    public_url: str
+    secret_key: str = field(repr=False)
+    timezone: ZoneInfo
+    outbox: Path
+    rate: float
+    concurrency: int
+    min_score: int
+    max_signals: int
+    sections: tuple[str, ...]
+    auto_approve: bool
+    name: str
+    tagline: str
+    postal_address: str
+    logo_url: str
+    accent_color: str
+    list_id: str
+    smtp_host: str
+    smtp_port: int
+    smtp_username: str
+    smtp_password: str = field(repr=False)
+    smtp_security: str
+    postmark_token: str = field(repr=False)
+    sendgrid_key: str = field(repr=False)
+    mailgun_key: str = field(repr=False)
+    mailgun_domain: str
+    resend_key: str = field(repr=False)
+    log_level: str
+
+    @property
+    def from_email(self) -> str:
+        return parseaddr(self.from_addr)[1]
+
+    @property
+    def from_domain(self) -> str:
+        return self.from_email.rpartition("@")[2]
+
+    @property
+    def list_id_value(self) -> str:
+        return self.list_id or f"weekly.{self.from_domain}"
+
+    def replace(self, **changes: Any) -> Settings:
+        """A copy with some values changed (tests, and `--db`-style overrides)."""
+        values = {f.name: getattr(self, f.name) for f in fields(self)}
+        values.update(changes)
+        return Settings(**values)
+
+
+def load_settings(
+    environ: Mapping[str, str] | None = None, env_file: str | os.PathLike[str] | None = ".env"
+) -> Settings:
+    """Read settings: the process environment wins over `.env`, which wins over defaults."""
+    merged: dict[str, str] = {}
+    if env_file is not None and Path(env_file).is_file():
+        merged.update({k: v for k, v in dotenv_values(env_file).items() if v is not None})
+    merged.update(os.environ if environ is None else environ)
+    values: dict[str, Any] = {}
+    for spec in SETTINGS:
+        raw = merged.get(spec.env, spec.default)
+        try:
+            values[spec.attr] = spec.parse(raw)
+        except ValueError as exc:
+            raise SettingsError(f"{spec.env}: {exc}") from None
+    settings = Settings(**values)
+    _check_sender_credentials(settings)
+    return settings
+
+
+_CREDENTIALS = {
+    "postmark": ("postmark_token",),
+    "sendgrid": ("sendgrid_key",),
+    "mailgun": ("mailgun_key", "mailgun_domain"),
+    "resend": ("resend_key",),
+}
+
+
+def _check_sender_credentials(settings: Settings) -> None:
+    by_attr = {spec.attr: spec.env for spec in SETTINGS}
+    for attr in _CREDENTIALS.get(settings.sender, ()):
+        if not getattr(settings, attr):
+            raise SettingsError(
+                f"{by_attr[attr]}: required when NEWSLETTER_SENDER={settings.sender}"
+            )
+
+
+def env_example() -> str:
+    """The text of `.env.example`: every setting, its default and what it means."""
+    lines = [
+        "# Every setting of newsletter, with its default. Copy to .env and change what you need;",
+        "# the process environment wins over .env. Generated from newsletter/settings.py.",
+        "",
+    ]
+    for spec in SETTINGS:
+        lines.append(f"# {spec.help}")
+        lines.append(f"{spec.env}={spec.default}")
+        lines.append("")
+    return "\n".join(lines)

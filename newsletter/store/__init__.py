@@ -1,0 +1,109 @@
+"""All SQL lives in this package: one SQLite file, opened in WAL mode with foreign keys on.
+
+`Store` opens and migrates the file; its attributes group the queries by table
+(`store.signals`, `store.subscribers`, ...). Nothing outside this package writes SQL.
+"""
+
+from __future__ import annotations
+
+import secrets
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from sqlite_utils import Database
+
+from newsletter.errors import StoreError
+from newsletter.store.deliveries import Deliveries
+from newsletter.store.dispatches import Dispatches
+from newsletter.store.events import Events
+from newsletter.store.schema import MIGRATIONS
+from newsletter.store.signals import Signals
+from newsletter.store.sources import Sources
+from newsletter.store.subscribers import Subscribers
+
+__all__ = ["Store"]
+
+BUSY_TIMEOUT_S = 30.0
+
+
+class Store:
+    def __init__(self, db: Database, path: Path | None = None) -> None:
+        self.db = db
+        self.path = path
+        self.sources = Sources(db)
+        self.signals = Signals(db)
+        self.dispatches = Dispatches(db)
+        self.subscribers = Subscribers(db)
+        self.deliveries = Deliveries(db)
+        self.events = Events(db)
+
+    @classmethod
+    def open(cls, path: str | Path, *, migrate: bool = True) -> Store:
+        """Open (creating if needed) and migrate the database; refuse anything that is not ours."""
+        path = Path(path)
+        if path.exists() and path.is_dir():
+            raise StoreError(f"{path}: is a folder, not a database file")
+        if path.parent and not path.parent.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_S * 1000)}")
+            conn.execute("PRAGMA foreign_keys=ON")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"{path}: not a newsletter database ({exc})") from None
+        db = Database(conn)
+        store = cls(db, path)
+        if migrate:
+            store.migrate()
+        return store
+
+    @classmethod
+    def memory(cls) -> Store:
+        conn = sqlite3.connect(":memory:", isolation_level=None)
+        conn.execute("PRAGMA foreign_keys=ON")
+        store = cls(Database(conn))
+        store.migrate()
+        return store
+
+    def migrate(self) -> None:
+        tables = set(self.db.table_names())
+        if tables and "_sqlite_migrations" not in tables:
+            raise StoreError(f"{self.path}: an SQLite file, but not a newsletter database")
+        known = {m.name for m in MIGRATIONS._migrations}
+        newer = [m.name for m in MIGRATIONS.applied(self.db) if m.name not in known]
+        if newer:
+            raise StoreError(
+                f"{self.path}: made by a newer release (migration {newer[-1]}); upgrade newsletter"
+            )
+        try:
+            MIGRATIONS.apply(self.db)
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"{self.path}: migration failed ({exc})") from None
+
+    def schema_version(self) -> list[str]:
+        return [m.name for m in MIGRATIONS.applied(self.db)]
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """All or nothing: used wherever a half-written result would mislead."""
+        with self.db.atomic():
+            yield
+
+    def secret_key(self, configured: str = "") -> str:
+        """The configured key, or one made at random on first use and kept in this database."""
+        if configured:
+            return configured
+        row = self.db.execute("SELECT value FROM meta WHERE key = 'secret_key'").fetchone()
+        if row:
+            return row[0]
+        key = secrets.token_urlsafe(32)
+        self.db.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('secret_key', ?)", [key])
+        return self.db.execute("SELECT value FROM meta WHERE key = 'secret_key'").fetchone()[0]
+
+    def close(self) -> None:
+        self.db.conn.close()

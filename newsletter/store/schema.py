@@ -1,0 +1,162 @@
+"""The database schema as recorded migrations: an older file upgrades in place, never by hand.
+
+Append new migrations at the end; never edit one that has shipped.
+"""
+
+from __future__ import annotations
+
+from sqlite_utils import Database
+from sqlite_utils.migrations import Migrations
+
+MIGRATIONS = Migrations("newsletter")
+
+
+def _run(db: Database, script: str) -> None:
+    # executescript would COMMIT the migration's transaction; run statement by statement instead.
+    for statement in script.split(";\n"):
+        if statement.strip():
+            db.execute(statement)
+
+
+@MIGRATIONS(name="m001_core_tables")
+def m001_core_tables(db: Database) -> None:
+    _run(
+        db,
+        """
+        CREATE TABLE sources (
+            id INTEGER PRIMARY KEY,
+            name TEXT NOT NULL UNIQUE,
+            url TEXT NOT NULL,
+            category TEXT,
+            label TEXT,
+            enabled INTEGER NOT NULL DEFAULT 1,
+            etag TEXT,
+            last_modified TEXT,
+            content_hash TEXT,
+            last_fetched_at TEXT,
+            last_status TEXT,
+            last_error TEXT,
+            item_count INTEGER NOT NULL DEFAULT 0,
+            consecutive_errors INTEGER NOT NULL DEFAULT 0,
+            created_at TEXT NOT NULL
+        );
+        CREATE TABLE signals (
+            id INTEGER PRIMARY KEY,
+            source_id INTEGER REFERENCES sources(id) ON DELETE SET NULL,
+            guid TEXT,
+            url TEXT NOT NULL UNIQUE,
+            link TEXT,
+            title TEXT NOT NULL,
+            source_label TEXT,
+            published TEXT NOT NULL,
+            first_seen TEXT NOT NULL,
+            updated_at TEXT NOT NULL,
+            summary_html TEXT,
+            summary_text TEXT,
+            notes TEXT,
+            category TEXT,
+            signal_score INTEGER CHECK (signal_score BETWEEN 0 AND 100),
+            horizon TEXT,
+            why_now TEXT,
+            why_important TEXT,
+            what_changes TEXT,
+            winners TEXT,
+            losers TEXT,
+            effects_direct TEXT,
+            effects_second TEXT,
+            effects_third TEXT,
+            editorial_confidence INTEGER CHECK (editorial_confidence BETWEEN 0 AND 100),
+            structural_impact INTEGER CHECK (structural_impact BETWEEN 0 AND 100),
+            arxiv_id TEXT,
+            announce_type TEXT,
+            annotated_at TEXT
+        );
+        CREATE INDEX signals_guid ON signals(guid);
+        CREATE INDEX signals_arxiv_id ON signals(arxiv_id);
+        CREATE INDEX signals_published ON signals(published);
+        CREATE TABLE dispatches (
+            id INTEGER PRIMARY KEY,
+            week TEXT NOT NULL UNIQUE,
+            issue_number INTEGER NOT NULL UNIQUE,
+            status TEXT NOT NULL DEFAULT 'draft'
+                CHECK (status IN ('draft', 'approved', 'sending', 'sent')),
+            subject TEXT,
+            preheader TEXT,
+            note TEXT,
+            subject_set INTEGER NOT NULL DEFAULT 0,
+            preheader_set INTEGER NOT NULL DEFAULT 0,
+            html TEXT,
+            text TEXT,
+            slot_nonce TEXT,
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL,
+            approved_at TEXT,
+            sent_at TEXT
+        );
+        CREATE TABLE dispatch_signals (
+            dispatch_id INTEGER NOT NULL REFERENCES dispatches(id) ON DELETE CASCADE,
+            signal_id INTEGER NOT NULL REFERENCES signals(id) ON DELETE CASCADE,
+            position INTEGER,
+            section TEXT,
+            included INTEGER NOT NULL DEFAULT 1,
+            pinned INTEGER NOT NULL DEFAULT 0,
+            dropped INTEGER NOT NULL DEFAULT 0,
+            PRIMARY KEY (dispatch_id, signal_id)
+        );
+        CREATE TABLE subscribers (
+            id INTEGER PRIMARY KEY,
+            email TEXT NOT NULL UNIQUE,
+            name TEXT,
+            status TEXT NOT NULL
+                CHECK (status IN ('pending', 'active', 'unsubscribed', 'bounced', 'complained')),
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL,
+            confirmed_at TEXT,
+            unsubscribed_at TEXT,
+            consent_text TEXT,
+            consent_ip TEXT,
+            consent_form TEXT,
+            signup_source TEXT
+        );
+        CREATE INDEX subscribers_status ON subscribers(status, id);
+        CREATE TABLE deliveries (
+            id INTEGER PRIMARY KEY,
+            dispatch_id INTEGER NOT NULL REFERENCES dispatches(id) ON DELETE CASCADE,
+            subscriber_id INTEGER NOT NULL REFERENCES subscribers(id) ON DELETE CASCADE,
+            status TEXT NOT NULL DEFAULT 'queued'
+                CHECK (status IN ('queued', 'sending', 'sent', 'failed', 'unknown', 'skipped')),
+            attempts INTEGER NOT NULL DEFAULT 0,
+            message_id TEXT,
+            provider_message_id TEXT,
+            last_error TEXT,
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL,
+            sent_at TEXT,
+            UNIQUE (dispatch_id, subscriber_id)
+        )
+        """,
+    )
+
+
+@MIGRATIONS(name="m002_events_meta")
+def m002_events_meta(db: Database) -> None:
+    _run(
+        db,
+        """
+        CREATE TABLE events (
+            id INTEGER PRIMARY KEY,
+            at TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            subject_type TEXT,
+            subject_id INTEGER,
+            actor TEXT,
+            detail TEXT
+        );
+        CREATE INDEX events_subject ON events(subject_type, subject_id);
+        CREATE TABLE meta (
+            key TEXT PRIMARY KEY,
+            value TEXT NOT NULL
+        );
+        CREATE INDEX deliveries_status ON deliveries(dispatch_id, status)
+        """,
+    )

@@ -1,0 +1,186 @@
+"""Queries on the signals table: feed upserts that never touch the editor's fields."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+from sqlite_utils import Database
+
+from newsletter.models import EDITORIAL_FIELDS, LIST_FIELDS, FeedItem, Signal
+from newsletter.store._rows import now_iso, one, rows
+
+# Columns an import may set; everything else is the feed's or the store's.
+WRITABLE = (
+    "title",
+    "url",
+    "guid",
+    "link",
+    "source_label",
+    "published",
+    "summary_html",
+    "summary_text",
+    "arxiv_id",
+    "announce_type",
+    *EDITORIAL_FIELDS,
+)
+
+
+def _encode(field: str, value: Any) -> Any:
+    if field in LIST_FIELDS and value is not None:
+        return json.dumps(list(value), ensure_ascii=False)
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return value
+
+
+class Signals:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def find(
+        self, *, url: str | None = None, guid: str | None = None, arxiv_id: str | None = None
+    ) -> dict[str, Any] | None:
+        """The signal that is the same item: same guid, canonical URL or arXiv id."""
+        for column, value in (("guid", guid), ("url", url), ("arxiv_id", arxiv_id)):
+            if value:
+                row = one(self.db, f"SELECT * FROM signals WHERE {column} = ?", [value])  # noqa: S608
+                if row:
+                    return row
+        return None
+
+    def upsert_item(self, item: FeedItem, source_id: int | None, seen_at: datetime) -> str:
+        """Store a feed item; return 'new', 'updated' or 'unchanged'. Editorial fields stay."""
+        existing = self.find(url=item.url, guid=item.guid, arxiv_id=item.arxiv_id)
+        if existing is None:
+            self.db.execute(
+                """
+                INSERT INTO signals (source_id, guid, url, link, title, source_label, published,
+                    first_seen, updated_at, summary_html, summary_text, category, arxiv_id,
+                    announce_type)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                """,
+                [
+                    source_id,
+                    item.guid,
+                    item.url,
+                    item.link,
+                    item.title,
+                    item.source_label,
+                    (item.published or seen_at).isoformat(),
+                    seen_at.isoformat(),
+                    now_iso(),
+                    item.summary_html,
+                    item.summary_text,
+                    item.category,
+                    item.arxiv_id,
+                    item.announce_type,
+                ],
+            )
+            return "new"
+        changes = {
+            "title": item.title,
+            "link": item.link,
+            "summary_html": item.summary_html,
+            "summary_text": item.summary_text,
+            "announce_type": item.announce_type or existing["announce_type"],
+            "guid": existing["guid"] or item.guid,
+            "arxiv_id": existing["arxiv_id"] or item.arxiv_id,
+            "source_label": existing["source_label"] or item.source_label,
+            "category": existing["category"] or item.category,
+        }
+        if all(existing[k] == v for k, v in changes.items()):
+            return "unchanged"
+        assignments = ", ".join(f"{k} = ?" for k in changes)
+        self.db.execute(
+            f"UPDATE signals SET {assignments}, updated_at = ? WHERE id = ?",  # noqa: S608
+            [*changes.values(), now_iso(), existing["id"]],
+        )
+        return "updated"
+
+    def create(self, values: dict[str, Any]) -> int:
+        fields = [f for f in WRITABLE if f in values]
+        now = now_iso()
+        published = _encode("published", values.get("published")) or now
+        columns = [*fields, "first_seen", "updated_at"]
+        params = [_encode(f, values[f]) for f in fields] + [now, now]
+        if "published" not in fields:
+            columns.append("published")
+            params.append(published)
+        placeholders = ", ".join("?" for _ in columns)
+        cursor = self.db.execute(
+            f"INSERT INTO signals ({', '.join(columns)}) VALUES ({placeholders})",  # noqa: S608
+            params,
+        )
+        signal_id = int(cursor.lastrowid or 0)
+        self._mark_annotated(signal_id, values)
+        return signal_id
+
+    def update(self, signal_id: int, values: dict[str, Any]) -> None:
+        fields = [f for f in WRITABLE if f in values]
+        if not fields:
+            return
+        assignments = ", ".join(f"{f} = ?" for f in fields)
+        self.db.execute(
+            f"UPDATE signals SET {assignments}, updated_at = ? WHERE id = ?",  # noqa: S608
+            [*(_encode(f, values[f]) for f in fields), now_iso(), signal_id],
+        )
+        self._mark_annotated(signal_id, values)
+
+    def _mark_annotated(self, signal_id: int, values: dict[str, Any]) -> None:
+        if any(f in values for f in EDITORIAL_FIELDS):
+            self.db.execute(
+                "UPDATE signals SET annotated_at = ? WHERE id = ?", [now_iso(), signal_id]
+            )
+
+    def get(self, signal_id: int) -> Signal | None:
+        row = one(self.db, "SELECT * FROM signals WHERE id = ?", [signal_id])
+        return Signal.from_row(row) if row else None
+
+    def row(self, signal_id: int) -> dict[str, Any] | None:
+        return one(self.db, "SELECT * FROM signals WHERE id = ?", [signal_id])
+
+    def published_between(self, start: datetime, end: datetime) -> list[Signal]:
+        return [
+            Signal.from_row(r)
+            for r in rows(
+                self.db,
+                "SELECT * FROM signals WHERE published >= ? AND published < ? ORDER BY id",
+                [start.isoformat(), end.isoformat()],
+            )
+        ]
+
+    def sent_ids(self, *, excluding_dispatch: int | None = None) -> set[int]:
+        """Signals already included in a sent dispatch, so no signal goes out twice."""
+        return {
+            r[0]
+            for r in self.db.execute(
+                """
+                SELECT ds.signal_id FROM dispatch_signals ds
+                JOIN dispatches d ON d.id = ds.dispatch_id
+                WHERE d.status = 'sent' AND ds.included = 1 AND d.id IS NOT ?
+                """,
+                [excluding_dispatch],
+            )
+        }
+
+    def list(self, **filters: Any) -> list[Signal]:
+        clauses, params = [], []
+        if filters.get("start"):
+            clauses.append("published >= ?")
+            params.append(filters["start"].isoformat())
+        if filters.get("end"):
+            clauses.append("published < ?")
+            params.append(filters["end"].isoformat())
+        if filters.get("category"):
+            clauses.append("lower(category) = lower(?)")
+            params.append(filters["category"])
+        if filters.get("unannotated"):
+            clauses.append("annotated_at IS NULL")
+        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        sql = f"SELECT * FROM signals {where} ORDER BY published DESC, id DESC"  # noqa: S608
+        return [Signal.from_row(r) for r in rows(self.db, sql, params)]
+
+    def count(self) -> int:
+        return self.db.execute("SELECT count(*) FROM signals").fetchone()[0]

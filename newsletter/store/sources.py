@@ -1,0 +1,89 @@
+"""Queries on the sources table."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlite_utils import Database
+
+from newsletter.store._rows import now_iso, one, rows
+
+
+class Sources:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def add(
+        self,
+        name: str,
+        url: str,
+        *,
+        category: str | None = None,
+        label: str | None = None,
+        enabled: bool = True,
+    ) -> int:
+        """Add a source, or update its URL, category and label when the name exists."""
+        self.db.execute(
+            "INSERT INTO sources (name, url, category, label, enabled, created_at)"
+            " VALUES (?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT(name) DO UPDATE SET url = excluded.url,"
+            " category = excluded.category, label = excluded.label",
+            [name, url, category, label, int(enabled), now_iso()],
+        )
+        return self.db.execute("SELECT id FROM sources WHERE name = ?", [name]).fetchone()[0]
+
+    def get(self, name: str) -> dict[str, Any] | None:
+        return one(self.db, "SELECT * FROM sources WHERE name = ?", [name])
+
+    def list(self, *, enabled_only: bool = False) -> list[dict[str, Any]]:
+        where = "WHERE enabled = 1" if enabled_only else ""
+        return list(rows(self.db, f"SELECT * FROM sources {where} ORDER BY name"))  # noqa: S608
+
+    def set_enabled(self, name: str, enabled: bool) -> bool:
+        cursor = self.db.execute(
+            "UPDATE sources SET enabled = ? WHERE name = ?", [int(enabled), name]
+        )
+        return cursor.rowcount > 0
+
+    def remove(self, name: str) -> bool:
+        return self.db.execute("DELETE FROM sources WHERE name = ?", [name]).rowcount > 0
+
+    def record_fetch(
+        self,
+        source_id: int,
+        *,
+        status: str,
+        error: str | None = None,
+        item_count: int | None = None,
+        etag: str | None = None,
+        last_modified: str | None = None,
+        content_hash: str | None = None,
+    ) -> None:
+        """Remember how the last fetch went; errors count up until a fetch succeeds."""
+        failed = error is not None
+        self.db.execute(
+            """
+            UPDATE sources SET
+                last_fetched_at = ?, last_status = ?, last_error = ?,
+                consecutive_errors = CASE WHEN ? THEN consecutive_errors + 1 ELSE 0 END,
+                item_count = COALESCE(?, item_count),
+                etag = CASE WHEN ? THEN etag ELSE COALESCE(?, etag) END,
+                last_modified = CASE WHEN ? THEN last_modified ELSE COALESCE(?, last_modified) END,
+                content_hash = CASE WHEN ? THEN content_hash ELSE COALESCE(?, content_hash) END
+            WHERE id = ?
+            """,
+            [
+                now_iso(),
+                status,
+                error,
+                failed,
+                item_count,
+                failed,
+                etag,
+                failed,
+                last_modified,
+                failed,
+                content_hash,
+                source_id,
+            ],
+        )

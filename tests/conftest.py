@@ -1,0 +1,56 @@
+"""Shared fixtures: a real SQLite file per test, settings pointing into tmp_path, a CLI runner."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+
+from newsletter.cli import cli
+from newsletter.settings import Settings, load_settings
+from newsletter.store import Store
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> dict[str, str]:
+    """Environment for a run that touches only tmp_path."""
+    return {
+        "NEWSLETTER_DB": str(tmp_path / "newsletter.db"),
+        "NEWSLETTER_OUTBOX": str(tmp_path / "outbox"),
+        "NEWSLETTER_SECRET_KEY": "test-secret-key-0123456789",
+    }
+
+
+@pytest.fixture
+def settings(env: dict[str, str]) -> Settings:
+    return load_settings(env, env_file=None)
+
+
+@pytest.fixture
+def store(settings: Settings) -> Iterator[Store]:
+    opened = Store.open(settings.db)
+    yield opened
+    opened.close()
+
+
+@pytest.fixture
+def run(env: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """Run the real CLI in tmp_path with the test environment; returns click's Result."""
+    monkeypatch.chdir(tmp_path)
+    for key in list(os.environ):
+        if key.startswith("NEWSLETTER_"):
+            monkeypatch.delenv(key)
+
+    def invoke(
+        *args: str, input: str | None = None, extra_env: dict[str, str] | None = None
+    ) -> Result:
+        return CliRunner().invoke(
+            cli, list(args), env={**env, **(extra_env or {})}, input=input, catch_exceptions=False
+        )
+
+    return invoke
