@@ -385,3 +385,7 @@ def env_example() -> str:
         lines.append(f"{spec.env}={spec.default}")
         lines.append("")
     return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print(env_example())
