@@ -74,5 +74,6 @@ def test_bad_setting_stops_a_command_with_one_line(run) -> None:
     result = run("init", extra_env={"NEWSLETTER_TIMEZONE": "Nowhere/Else"})
     assert result.exit_code == 1
     assert result.output.strip().splitlines() == [
-        "Error: NEWSLETTER_TIMEZONE: unknown timezone 'Nowhere/Else' (use an IANA name like Europe/Paris)"
+        "Error: NEWSLETTER_TIMEZONE: unknown timezone 'Nowhere/Else'"
+        " (use an IANA name like Europe/Paris)"
     ]
