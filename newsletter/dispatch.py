@@ -45,9 +45,9 @@ def build_dispatch(store: Store, settings: Settings, week: Week) -> Dispatch:
         store.dispatches.set_selection(row["id"], [(s.id, s.category or "") for s in ordered])
         changes = {}
         if not row["subject_set"]:
-            changes["subject"] = default_subject(ordered, settings.name, row["issue_number"])
+            changes["subject"] = default_subject(chosen, settings.name, row["issue_number"])
         if not row["preheader_set"]:
-            changes["preheader"] = default_preheader(ordered)
+            changes["preheader"] = default_preheader(chosen)
         if row["status"] == "approved":
             changes["status"] = "draft"  # the content changed: the editor approves again
         if changes:

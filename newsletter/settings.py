@@ -387,5 +387,16 @@ def env_example() -> str:
     return "\n".join(lines)
 
 
+def settings_table() -> str:
+    """The README's settings table (between its `settings:start` and `settings:end` markers)."""
+    lines = ["| setting | default | meaning |", "| --- | --- | --- |"]
+    for spec in SETTINGS:
+        default = f"`{spec.default}`" if spec.default else "(empty)"
+        lines.append(f"| `{spec.env}` | {default} | {spec.help.replace('|', '/')} |")
+    return "\n".join(lines)
+
+
 if __name__ == "__main__":
-    print(env_example())
+    import sys
+
+    print(settings_table() if "--markdown" in sys.argv else env_example())

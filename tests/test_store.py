@@ -1,0 +1,89 @@
+"""The store: one SQLite file, WAL, foreign keys, and an older file migrated in place."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+from sqlite_utils import Database
+
+from newsletter.errors import StoreError
+from newsletter.store import Store
+from newsletter.store.schema import MIGRATIONS
+
+
+def test_opens_in_wal_mode_with_foreign_keys(tmp_path: Path) -> None:
+    store = Store.open(tmp_path / "n.db")
+    assert store.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert store.db.execute("PRAGMA foreign_keys").fetchone()[0] == 1
+    assert store.db.execute("PRAGMA busy_timeout").fetchone()[0] >= 5000
+    assert {"sources", "signals", "dispatches", "dispatch_signals", "subscribers"} <= set(
+        store.db.table_names()
+    )
+    assert {"deliveries", "events"} <= set(store.db.table_names())
+
+
+def test_older_database_is_migrated_in_place_keeping_its_rows(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    # A database file as the first release left it: only the first migration applied.
+    old = Database(sqlite3.connect(path, isolation_level=None))
+    MIGRATIONS.apply(old, stop_before="m002_events_meta")
+    old.execute(
+        "INSERT INTO subscribers (email, status, created_at, updated_at)"
+        " VALUES ('kept@example.org', 'active', '2026-01-01', '2026-01-01')"
+    )
+    assert "events" not in old.table_names()
+    old.conn.close()
+
+    store = Store.open(path)
+    assert store.schema_version()[:2] == ["m001_core_tables", "m002_events_meta"]
+    assert "events" in store.db.table_names()
+    assert store.subscribers.get_by_email("kept@example.org")["status"] == "active"
+    store.events.log("check", "subscriber", 1)
+    assert store.events.recent()[0]["kind"] == "check"
+
+
+def test_database_from_a_newer_release_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "new.db"
+    Store.open(path).db.execute(
+        "INSERT INTO _sqlite_migrations (migration_set, name, applied_at)"
+        " VALUES ('newsletter', 'm999_from_the_future', '2030-01-01')"
+    )
+    with pytest.raises(StoreError, match="newer release"):
+        Store.open(path)
+
+
+def test_a_file_that_is_not_sqlite_is_refused_and_left_alone(tmp_path: Path) -> None:
+    path = tmp_path / "notes.db"
+    path.write_bytes(b"these are my notes, not a database\n" * 100)
+    before = path.read_bytes()
+    with pytest.raises(StoreError, match="not a newsletter database"):
+        Store.open(path)
+    assert path.read_bytes() == before
+
+
+def test_someone_elses_sqlite_file_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "other.db"
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE photos (id INTEGER PRIMARY KEY)")
+    conn.commit()
+    conn.close()
+    with pytest.raises(StoreError, match="not a newsletter database"):
+        Store.open(path)
+
+
+def test_secret_key_is_made_once_and_kept(tmp_path: Path) -> None:
+    store = Store.open(tmp_path / "n.db")
+    first = store.secret_key()
+    assert len(first) >= 32
+    store.close()
+    assert Store.open(tmp_path / "n.db").secret_key() == first
+    assert Store.open(tmp_path / "n.db").secret_key("configured") == "configured"
+
+
+def test_transaction_writes_nothing_when_it_fails(store: Store) -> None:
+    with pytest.raises(RuntimeError), store.transaction():
+        store.sources.add("a", "https://example.org/feed")
+        raise RuntimeError("boom")
+    assert store.sources.list() == []
