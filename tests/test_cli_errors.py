@@ -1,4 +1,4 @@
-"""Bad input at the command line: one line naming the problem, a non-zero exit, the database as it was."""
+"""Bad input at the command line: one line naming it, a non-zero exit, the database as it was."""
 
 from __future__ import annotations
 

@@ -17,8 +17,8 @@ from newsletter.errors import DispatchError
 from newsletter.render import render_dispatch
 from newsletter.senders import MemorySender
 from newsletter.settings import Settings
-from newsletter.store import Store
 from newsletter.sources_file import read_sources_file
+from newsletter.store import Store
 from newsletter.subscriptions import add_subscriber
 from newsletter.weeks import Week
 
