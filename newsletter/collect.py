@@ -1,18 +1,37 @@
-"""Collection: every enabled source fetch, parse, upsert; a broken source never stops the rest."""
+"""Collection: fetch every enabled source, parse, upsert; a broken source never stops the rest.
+
+Fetches run concurrently on worker threads (they only wait on the network); parsing and every
+database write happen on the calling thread, one transaction per source, so a source either
+lands whole or not at all and SQLite sees a single writer.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import logging
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import httpx
+
 from newsletter.errors import FeedError
-from newsletter.fetch import fetch
+from newsletter.fetch import DEFAULT_POLICY, Fetched, FetchPolicy, fetch, local_path, make_client
 from newsletter.parse import parse_feed
 from newsletter.store import Store
 
 log = logging.getLogger(__name__)
+
+# Outcomes recorded as the source's last_status.
+OK, WARNINGS, NOT_MODIFIED, UNCHANGED, ERROR = (
+    "ok",
+    "ok-with-warnings",
+    "not-modified",
+    "unchanged",
+    "error",
+)
 
 
 @dataclass
@@ -21,6 +40,7 @@ class SourceResult:
     new: int = 0
     updated: int = 0
     unchanged: int = 0
+    status: str = OK
     error: str | None = None
     warnings: list[str] = field(default_factory=list)
 
@@ -42,52 +62,157 @@ class CollectReport:
         return sum(s.updated for s in self.sources)
 
 
-def collect_source(store: Store, source: dict[str, Any], now: datetime) -> SourceResult:
+def body_hash(body: bytes) -> str:
+    """Fingerprint of a feed body: an unchanged feed is recognised without parsing it."""
+    return hashlib.blake2b(body, digest_size=20).hexdigest()
+
+
+def store_fetched(
+    store: Store, source: dict[str, Any], fetched: Fetched, now: datetime
+) -> SourceResult:
+    """Parse and upsert one fetched feed in one transaction; skip it when nothing changed."""
     result = SourceResult(source["name"])
+    if fetched.not_modified:
+        result.status = NOT_MODIFIED
+        store.sources.record_fetch(
+            source["id"],
+            status=NOT_MODIFIED,
+            etag=fetched.etag,
+            last_modified=fetched.last_modified,
+        )
+        return result
+    digest = body_hash(fetched.body)
+    if digest == source.get("content_hash") and source.get("last_status") != ERROR:
+        result.status = UNCHANGED
+        store.sources.record_fetch(
+            source["id"], status=UNCHANGED, etag=fetched.etag, last_modified=fetched.last_modified
+        )
+        return result
     try:
-        fetched = fetch(source["url"])
         parsed = parse_feed(
             fetched.body,
             base_url=fetched.url,
             source_label=source.get("label"),
             category=source.get("category"),
             name=source["name"],
+            content_type=fetched.content_type,
         )
     except FeedError as exc:
-        result.error = str(exc)
-        store.sources.record_fetch(source["id"], status="error", error=result.error)
-        return result
+        return _failed(store, source, result, str(exc))
     result.warnings = parsed.warnings
+    result.status = WARNINGS if parsed.warnings else OK
     with store.transaction():
         for item in parsed.items:
             outcome = store.signals.upsert_item(item, source["id"], now)
             setattr(result, outcome, getattr(result, outcome) + 1)
         store.sources.record_fetch(
             source["id"],
-            status="ok" if not parsed.warnings else "ok-with-warnings",
+            status=result.status,
             item_count=len(parsed.items),
             etag=fetched.etag,
             last_modified=fetched.last_modified,
+            content_hash=digest,
         )
     return result
 
 
-def collect(store: Store, *, now: datetime | None = None) -> CollectReport:
+def _failed(store: Store, source: dict[str, Any], result: SourceResult, error: str) -> SourceResult:
+    result.error = error
+    result.status = ERROR
+    store.sources.record_fetch(source["id"], status=ERROR, error=error)
+    return result
+
+
+def _fetch_all(
+    sources: list[dict[str, Any]], policy: FetchPolicy
+) -> Iterator[tuple[dict[str, Any], Fetched | FeedError]]:
+    """Yield each source with its fetched body (or the error) as soon as it arrives."""
+
+    def one(source: dict[str, Any], client: httpx.Client | None) -> Fetched:
+        return fetch(
+            source["url"],
+            client=client,
+            etag=source.get("etag"),
+            last_modified=source.get("last_modified"),
+            policy=policy,
+        )
+
+    remote = [s for s in sources if _is_remote(s["url"])]
+    client = make_client(policy) if remote else None
+    try:
+        if len(remote) <= 1 or policy.concurrency <= 1:
+            for source in sources:
+                try:
+                    yield source, one(source, client)
+                except FeedError as exc:
+                    yield source, exc
+            return
+        with ThreadPoolExecutor(max_workers=policy.concurrency) as pool:
+            futures: dict[Future[Fetched], dict[str, Any]] = {
+                pool.submit(one, source, client): source for source in sources
+            }
+            for future in as_completed(futures):
+                try:
+                    yield futures[future], future.result()
+                except FeedError as exc:
+                    yield futures[future], exc
+    finally:
+        if client is not None:
+            client.close()
+
+
+def _is_remote(url: str) -> bool:
+    try:
+        return local_path(url) is None
+    except FeedError:
+        return False
+
+
+def collect(
+    store: Store,
+    *,
+    now: datetime | None = None,
+    policy: FetchPolicy = DEFAULT_POLICY,
+    names: list[str] | None = None,
+    progress: Callable[[SourceResult], None] | None = None,
+) -> CollectReport:
+    """Fetch every enabled source (or just `names`) and store what it holds.
+
+    `progress` is called with each source's result as it lands, for a live display.
+    """
     now = now or datetime.now(UTC)
+    sources = store.sources.list(enabled_only=names is None)
+    if names is not None:
+        wanted = set(names)
+        unknown = wanted - {s["name"] for s in sources}
+        if unknown:
+            raise FeedError(f"no source named {sorted(unknown)[0]!r} (see `sources list`)")
+        sources = [s for s in sources if s["name"] in wanted]
     report = CollectReport()
-    for source in store.sources.list(enabled_only=True):
-        result = collect_source(store, source, now)
-        if result.error:
-            log.warning("source %s failed: %s", result.name, result.error)
+    for source, fetched in _fetch_all(sources, policy):
+        if isinstance(fetched, FeedError):
+            result = _failed(store, source, SourceResult(source["name"]), str(fetched))
         else:
-            log.info(
-                "source %s: %d new, %d updated, %d unchanged",
-                result.name,
-                result.new,
-                result.updated,
-                result.unchanged,
-            )
-        for warning in result.warnings:
-            log.warning("%s", warning)
+            result = store_fetched(store, source, fetched, now)
+        _log(result)
         report.sources.append(result)
+        if progress is not None:
+            progress(result)
+    report.sources.sort(key=lambda r: r.name)
     return report
+
+
+def _log(result: SourceResult) -> None:
+    if result.error:
+        log.warning("source %s failed: %s", result.name, result.error)
+        return
+    log.info(
+        "source %s (%s): %d new, %d updated, %d unchanged",
+        result.name,
+        result.status,
+        result.new,
+        result.updated,
+        result.unchanged,
+    )
+    for warning in result.warnings:
+        log.warning("%s", warning)

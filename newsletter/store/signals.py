@@ -40,10 +40,30 @@ class Signals:
         self.db = db
 
     def find(
-        self, *, url: str | None = None, guid: str | None = None, arxiv_id: str | None = None
+        self,
+        *,
+        url: str | None = None,
+        guid: str | None = None,
+        arxiv_id: str | None = None,
+        source_id: int | None = None,
     ) -> dict[str, Any] | None:
-        """The signal that is the same item: same guid, canonical URL or arXiv id."""
-        for column, value in (("guid", guid), ("url", url), ("arxiv_id", arxiv_id)):
+        """The signal that is the same item: same guid, canonical URL or arXiv id.
+
+        With source_id, a guid matches only that source's signals: feeds reuse short guids
+        like "1" or "post-42", so a guid is an identity only within its own feed.
+        """
+        if guid:
+            if source_id is None:
+                row = one(self.db, "SELECT * FROM signals WHERE guid = ?", [guid])
+            else:
+                row = one(
+                    self.db,
+                    "SELECT * FROM signals WHERE guid = ? AND (source_id = ? OR source_id IS NULL)",
+                    [guid, source_id],
+                )
+            if row:
+                return row
+        for column, value in (("url", url), ("arxiv_id", arxiv_id)):
             if value:
                 row = one(self.db, f"SELECT * FROM signals WHERE {column} = ?", [value])  # noqa: S608
                 if row:
@@ -52,7 +72,9 @@ class Signals:
 
     def upsert_item(self, item: FeedItem, source_id: int | None, seen_at: datetime) -> str:
         """Store a feed item; return 'new', 'updated' or 'unchanged'. Editorial fields stay."""
-        existing = self.find(url=item.url, guid=item.guid, arxiv_id=item.arxiv_id)
+        existing = self.find(
+            url=item.url, guid=item.guid, arxiv_id=item.arxiv_id, source_id=source_id
+        )
         if existing is None:
             self.db.execute(
                 """
@@ -89,6 +111,7 @@ class Signals:
             "arxiv_id": existing["arxiv_id"] or item.arxiv_id,
             "source_label": existing["source_label"] or item.source_label,
             "category": existing["category"] or item.category,
+            "source_id": existing["source_id"] or source_id,
         }
         if all(existing[k] == v for k, v in changes.items()):
             return "unchanged"

@@ -20,15 +20,23 @@ class Sources:
         *,
         category: str | None = None,
         label: str | None = None,
-        enabled: bool = True,
+        enabled: bool | None = None,
     ) -> int:
-        """Add a source, or update its URL, category and label when the name exists."""
+        """Add a source, or update its URL, category and label when the name exists.
+
+        `enabled` None keeps an existing source's state (a new one starts enabled). A changed
+        URL forgets the old feed's validators and fingerprint, so the next fetch is a full one.
+        """
         self.db.execute(
             "INSERT INTO sources (name, url, category, label, enabled, created_at)"
             " VALUES (?, ?, ?, ?, ?, ?)"
             " ON CONFLICT(name) DO UPDATE SET url = excluded.url,"
-            " category = excluded.category, label = excluded.label",
-            [name, url, category, label, int(enabled), now_iso()],
+            " category = excluded.category, label = excluded.label,"
+            " enabled = CASE WHEN ? IS NULL THEN enabled ELSE excluded.enabled END,"
+            " etag = CASE WHEN url = excluded.url THEN etag END,"
+            " last_modified = CASE WHEN url = excluded.url THEN last_modified END,"
+            " content_hash = CASE WHEN url = excluded.url THEN content_hash END",
+            [name, url, category, label, int(enabled is not False), now_iso(), enabled],
         )
         return self.db.execute("SELECT id FROM sources WHERE name = ?", [name]).fetchone()[0]
 
@@ -38,6 +46,15 @@ class Sources:
     def list(self, *, enabled_only: bool = False) -> list[dict[str, Any]]:
         where = "WHERE enabled = 1" if enabled_only else ""
         return list(rows(self.db, f"SELECT * FROM sources {where} ORDER BY name"))  # noqa: S608
+
+    def signal_counts(self) -> dict[int, int]:
+        """How many stored signals came from each source."""
+        return dict(
+            self.db.execute(
+                "SELECT source_id, count(*) FROM signals WHERE source_id IS NOT NULL"
+                " GROUP BY source_id"
+            ).fetchall()
+        )
 
     def set_enabled(self, name: str, enabled: bool) -> bool:
         cursor = self.db.execute(
