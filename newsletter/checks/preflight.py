@@ -1,0 +1,110 @@
+"""Every check on the real message a sample reader would get: what `check`, `send` and the
+preview run before anything leaves.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from newsletter.checks.auth import check_dkim, dkim_config
+from newsletter.checks.content import check_content
+from newsletter.checks.links import check_links
+from newsletter.checks.lint import check_lint
+from newsletter.checks.parsed import Parsed
+from newsletter.checks.render import check_render, find_chromium
+from newsletter.checks.report import Report
+from newsletter.checks.size import check_size
+from newsletter.checks.spam import check_spam, find_spamassassin
+from newsletter.compose import Composer
+from newsletter.dispatch import load_dispatch
+from newsletter.errors import DispatchError
+from newsletter.message import Message
+from newsletter.preview import SAMPLE_READER
+from newsletter.render import frozen_rendering, render_dispatch
+from newsletter.settings import Settings
+from newsletter.store import Store
+from newsletter.weeks import Week
+
+
+@dataclass(frozen=True)
+class Tools:
+    """System programs the checks drive; None when not installed (the check says so)."""
+
+    spamassassin: str | None
+    chromium: str | None
+
+    @classmethod
+    def find(cls) -> Tools:
+        return cls(find_spamassassin(), find_chromium())
+
+
+def is_production(settings: Settings) -> bool:
+    """Mail is really leaving (any sender but `file`): local and example links are errors."""
+    return settings.sender != "file"
+
+
+def sample_message(store: Store, settings: Settings, week: Week) -> Message:
+    """The dispatch exactly as a (sample) reader gets it: the frozen copy once sending began."""
+    dispatch = load_dispatch(store, settings, week)
+    if dispatch is None:
+        raise DispatchError(
+            f"no dispatch for {week}: run `newsletter dispatch build --week {week}`"
+        )
+    rendered = frozen_rendering(dispatch) or render_dispatch(dispatch, settings)
+    composer = Composer(rendered, settings, store.secret_key(settings.secret_key), str(week))
+    return composer.compose(SAMPLE_READER)
+
+
+def check_message(
+    raw: bytes,
+    settings: Settings,
+    *,
+    tools: Tools | None = None,
+    links: bool = False,
+    link_timeout: float = 10.0,
+    screenshots: Path | None = None,
+    progress: Callable[[str], None] = lambda _: None,
+) -> Report:
+    """Run every check on one built message (RFC 5322 bytes)."""
+    tools = tools or Tools.find()
+    message = Parsed.from_bytes(raw)
+    production = is_production(settings)
+    report = Report(subject=message.subject)
+    report.extend(check_size(message))
+    report.extend(check_lint(message, production=production))
+    report.extend(check_content(message, production=production))
+    report.extend(check_dkim(message, dkim_config(settings), settings.from_domain))
+    progress("scoring with SpamAssassin")
+    report.extend(check_spam(message, tools.spamassassin))
+    if links:
+        progress("checking links")
+        report.extend(check_links(message, timeout=link_timeout, concurrency=settings.concurrency))
+    progress("rendering at 375 and 600 px")
+    report.extend(check_render(message.html, tools.chromium, screenshots))
+    return report
+
+
+def run_checks(
+    store: Store,
+    settings: Settings,
+    week: Week,
+    *,
+    tools: Tools | None = None,
+    links: bool = False,
+    link_timeout: float = 10.0,
+    screenshots: Path | None = None,
+    progress: Callable[[str], None] = lambda _: None,
+) -> Report:
+    """Build the week's message for a sample reader and check it; `report.ok` gates sending."""
+    raw = sample_message(store, settings, week).as_bytes()
+    return check_message(
+        raw,
+        settings,
+        tools=tools,
+        links=links,
+        link_timeout=link_timeout,
+        screenshots=screenshots,
+        progress=progress,
+    )
