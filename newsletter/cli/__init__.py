@@ -1,6 +1,7 @@
 """The `newsletter` command line. Each module registers its commands on the root group."""
 
 from newsletter.cli import (  # noqa: F401  (imported to register their commands)
+    check,
     collect,
     demo,
     dispatch,
