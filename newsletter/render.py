@@ -14,13 +14,15 @@ from typing import Any
 
 import jinja2
 import mjml
+from markdown_it import MarkdownIt
 from markupsafe import Markup
 
 from newsletter.errors import NewsletterError
 from newsletter.models import Dispatch
 from newsletter.settings import Settings
 
-SLOTS = ("unsubscribe_url", "greeting", "email")
+#: filled per message (compose.reader_values) or for the web archive (compose.archive_values)
+SLOTS = ("unsubscribe_url", "unsubscribe_label", "greeting", "email", "reason", "reason_text")
 TEXT_WIDTH = 76
 
 
@@ -30,7 +32,7 @@ def templates_dir() -> Path:
     return installed if installed.is_dir() else Path(__file__).parent.parent / "templates"
 
 
-def _wrap(text: str, width: int = TEXT_WIDTH, indent: str = "") -> str:
+def wrap(text: str, width: int = TEXT_WIDTH, indent: str = "") -> str:
     """Wrap paragraphs for the text part without ever breaking a URL."""
     paragraphs = [p for p in (text or "").split("\n\n") if p.strip()]
     return "\n\n".join(
@@ -46,6 +48,21 @@ def _wrap(text: str, width: int = TEXT_WIDTH, indent: str = "") -> str:
     )
 
 
+def _markdown() -> MarkdownIt:
+    """CommonMark without raw HTML; links only to absolute http(s) or mailto targets."""
+    md = MarkdownIt("commonmark", {"html": False, "typographer": True}).enable("replacements")
+    md.validateLink = lambda url: url.lower().startswith(("https://", "http://", "mailto:"))
+    return md
+
+
+_MARKDOWN = _markdown()
+
+
+def markdown_html(text: str | None) -> Markup:
+    """The editor's note as safe HTML (raw HTML in it is shown as text)."""
+    return Markup(_MARKDOWN.render(text or "").strip())  # noqa: S704 - html=False escapes it
+
+
 def make_environment(directory: Path | None = None) -> jinja2.Environment:
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(directory or templates_dir())),
@@ -58,7 +75,8 @@ def make_environment(directory: Path | None = None) -> jinja2.Environment:
         lstrip_blocks=True,
         keep_trailing_newline=True,
     )
-    env.filters["wrap"] = _wrap
+    env.filters["wrap"] = wrap
+    env.filters["markdown"] = markdown_html
     env.filters["date"] = lambda d: f"{d:%b} {d.day}, {d.year}"
     return env
 
@@ -80,7 +98,7 @@ class Template:
     def fill(self, values: dict[str, str]) -> str:
         out = [self.parts[0]]
         for slot, part in zip(self.slots, self.parts[1:], strict=True):
-            out.append(values[slot])
+            out.append(values.get(slot, ""))
             out.append(part)
         return "".join(out)
 
