@@ -280,6 +280,100 @@ SETTINGS: tuple[Spec, ...] = (
         _choice("debug", "info", "warning", "error"),
         "debug | info | warning | error",
     ),
+    Spec(
+        "confirm_days",
+        "NEWSLETTER_CONFIRM_DAYS",
+        "7",
+        _int(1, 365),
+        "days a confirmation link stays valid",
+    ),
+    Spec(
+        "signup_ip_limit",
+        "NEWSLETTER_SIGNUP_IP_LIMIT",
+        "20",
+        _int(0),
+        "sign-ups accepted per client IP per hour (0: no limit)",
+    ),
+    Spec(
+        "signup_address_limit",
+        "NEWSLETTER_SIGNUP_ADDRESS_LIMIT",
+        "5",
+        _int(0),
+        "sign-ups accepted per address per hour (0: no limit)",
+    ),
+    Spec(
+        "check_deliverability",
+        "NEWSLETTER_CHECK_DELIVERABILITY",
+        "false",
+        _bool,
+        "look up the domain's MX records (DNS) when validating an address",
+    ),
+    Spec(
+        "cors_origins",
+        "NEWSLETTER_CORS_ORIGINS",
+        "",
+        _list,
+        "comma-separated sites whose embedded form or JSON may post to /subscribe",
+    ),
+    Spec(
+        "proxy_hops",
+        "NEWSLETTER_PROXY_HOPS",
+        "0",
+        _int(0, 5),
+        "reverse proxies in front of `serve` whose X-Forwarded-For is trusted",
+    ),
+    Spec(
+        "consent_text",
+        "NEWSLETTER_CONSENT_TEXT",
+        "By subscribing, you agree to receive the weekly dispatch. Unsubscribe at any time.",
+        _text,
+        "consent shown under the sign-up form and stored with each sign-up",
+    ),
+    Spec(
+        "web_archive_dir",
+        "NEWSLETTER_WEB_ARCHIVE_DIR",
+        "archive",
+        _path,
+        "folder `serve` publishes at /archive/ (what `archive build` writes)",
+    ),
+    Spec(
+        "postmark_webhook_user",
+        "POSTMARK_WEBHOOK_USERNAME",
+        "",
+        _text,
+        "basic-auth user in the Postmark webhook URL (empty: webhook off)",
+    ),
+    Spec(
+        "postmark_webhook_password",
+        "POSTMARK_WEBHOOK_PASSWORD",
+        "",
+        _text,
+        "basic-auth password in the Postmark webhook URL",
+        secret=True,
+    ),
+    Spec(
+        "sendgrid_webhook_key",
+        "SENDGRID_WEBHOOK_PUBLIC_KEY",
+        "",
+        _text,
+        "SendGrid signed event webhook verification key (empty: webhook off)",
+    ),
+    Spec(
+        "mailgun_webhook_key",
+        "MAILGUN_WEBHOOK_SIGNING_KEY",
+        "",
+        _text,
+        "Mailgun HTTP webhook signing key (empty: webhook off)",
+        secret=True,
+    ),
+    Spec(
+        "resend_webhook_secret",
+        "RESEND_WEBHOOK_SECRET",
+        "",
+        _text,
+        "Resend webhook signing secret, whsec_... (empty: webhook off)",
+        secret=True,
+    ),
 )
 
 
@@ -316,6 +410,19 @@ class Settings:
     mailgun_domain: str
     resend_key: str = field(repr=False)
     log_level: str
+    confirm_days: int
+    signup_ip_limit: int
+    signup_address_limit: int
+    check_deliverability: bool
+    cors_origins: tuple[str, ...]
+    proxy_hops: int
+    consent_text: str
+    web_archive_dir: Path
+    postmark_webhook_user: str
+    postmark_webhook_password: str = field(repr=False)
+    sendgrid_webhook_key: str
+    mailgun_webhook_key: str = field(repr=False)
+    resend_webhook_secret: str = field(repr=False)
 
     @property
     def from_email(self) -> str:

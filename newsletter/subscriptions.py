@@ -1,20 +1,39 @@
-"""Subscriber rules shared by the CLI and the web service: validation, normalising, lifecycle."""
+"""Subscriber rules shared by the CLI and the web service: validation, the double opt-in
+lifecycle, unsubscribing, erasure, provider bounce reports, CSV import and export.
+
+Everything here is a library call; `subscribers/` (web) and `newsletter.cli.subscribers`
+only translate requests and arguments into these calls.
+"""
 
 from __future__ import annotations
 
+import csv
+import time
 import unicodedata
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import IO, Any
 
+import jinja2
 from email_validator import EmailNotValidError, validate_email
 
-from newsletter.errors import SubscriberError
+from newsletter.errors import SendError, SubscriberError
+from newsletter.message import Message, new_message_id
 from newsletter.models import Subscriber
+from newsletter.render import templates_dir
+from newsletter.senders.base import Sender
+from newsletter.settings import Settings
 from newsletter.store import Store
+from newsletter.tokens import make_token, read_signed, unsubscribe_token
 
 MAX_NAME = 200
 MAX_EMAIL = 254
 #: statuses an import or a sign-up must never turn back into `active`
 LEFT = ("unsubscribed", "bounced", "complained")
+#: a pending (or returning) address gets at most one mail per this many seconds
+NOTICE_EVERY = 3600.0
 
 
 def normalise_email(raw: str, *, check_deliverability: bool = False) -> str:
@@ -44,6 +63,22 @@ def clean_name(raw: str | None) -> str | None:
 class AddResult:
     subscriber: Subscriber
     outcome: str  # added | updated | unchanged | refused
+    notice: Notice | None = None
+
+
+@dataclass(frozen=True)
+class Notice:
+    """A mail owed to someone who signed up; what it says depends on where they stand.
+
+    kind: `confirm` (new or pending), `resubscribe` (left before: a link to come back),
+    `already` (active: nothing to do, here is how to leave).
+    """
+
+    subscriber_id: int
+    email: str
+    name: str | None
+    kind: str
+    claimed_at: float
 
 
 def add_subscriber(
@@ -56,32 +91,444 @@ def add_subscriber(
     consent_text: str | None = None,
     consent_ip: str | None = None,
     consent_form: str | None = None,
+    now: float | None = None,
 ) -> AddResult:
     """Add someone as pending (double opt-in) or active (`confirmed`: consent given elsewhere).
 
-    Someone who left (unsubscribed, bounced, complained) is never re-subscribed here.
+    Someone who left (unsubscribed, bounced, complained, erased) is never re-subscribed here.
+    A new pending subscriber comes back with the confirmation `notice` to mail.
     """
     address = normalise_email(email)
     name = clean_name(name)
-    existing = store.subscribers.get_by_email(address)
-    if existing is None:
-        subscriber_id = store.subscribers.add(
-            address,
-            name=name,
-            status="active" if confirmed else "pending",
-            actor=actor,
-            consent_text=consent_text,
-            consent_ip=consent_ip,
-            consent_form=consent_form,
-        )
+    now = time.time() if now is None else now
+    with store.subscribers.writing():
+        existing = store.subscribers.get_by_email(address)
+        if existing is None:
+            if store.subscribers.is_erased(address):
+                raise SubscriberError(f"{address} was erased on request; not re-subscribed")
+            subscriber_id = store.subscribers.add(
+                address,
+                name=name,
+                status="active" if confirmed else "pending",
+                actor=actor,
+                consent_text=consent_text,
+                consent_ip=consent_ip,
+                consent_form=consent_form,
+            )
+            notice = None
+            if not confirmed and store.subscribers.claim_notice(subscriber_id, now, NOTICE_EVERY):
+                notice = Notice(subscriber_id, address, name, "confirm", now)
+            return AddResult(_subscriber(store, subscriber_id), "added", notice)
+        if existing["status"] in LEFT:
+            return AddResult(Subscriber.from_row(existing), "refused")
+        if confirmed and existing["status"] == "pending":
+            store.subscribers.set_status(existing["id"], "active", actor=actor, reason="confirmed")
+            return AddResult(_subscriber(store, existing["id"]), "updated")
+        return AddResult(Subscriber.from_row(existing), "unchanged")
+
+
+def _subscriber(store: Store, subscriber_id: int) -> Subscriber:
+    row = store.subscribers.get(subscriber_id)
+    assert row is not None
+    return Subscriber.from_row(row)
+
+
+def find(store: Store, email: str) -> dict[str, Any]:
+    """The subscriber row for an address as typed; SubscriberError naming it if unknown."""
+    address = normalise_email(email)
+    row = store.subscribers.get_by_email(address)
+    if row is None:
+        raise SubscriberError(f"{address}: no such subscriber")
+    return row
+
+
+# --- sign-up (web) ---------------------------------------------------------------------------
+
+
+def request_signup(
+    store: Store,
+    settings: Settings,
+    email: str,
+    *,
+    name: str | None = None,
+    ip: str | None = None,
+    form: str | None = None,
+    actor: str = "web",
+    now: float | None = None,
+) -> Notice | None:
+    """Record a sign-up and return the mail owed for it, or None when nothing may be sent.
+
+    The visitor sees the same answer whatever happens here: a new address becomes `pending`; a
+    known one is not changed (its owner learns by mail what happened); bounced and complained
+    addresses are never mailed; at most one mail an hour goes to any address.
+    """
+    address = normalise_email(email, check_deliverability=settings.check_deliverability)
+    name = clean_name(name)
+    now = time.time() if now is None else now
+    consent = settings.consent_text
+    with store.subscribers.writing():
+        existing = store.subscribers.get_by_email(address)
+        if existing is None:
+            subscriber_id = store.subscribers.add(
+                address,
+                name=name,
+                status="pending",
+                actor=actor,
+                consent_text=consent,
+                consent_ip=ip,
+                consent_form=form,
+            )
+            kind: str | None = "confirm"
+        else:
+            subscriber_id = existing["id"]
+            kind = {"pending": "confirm", "active": "already", "unsubscribed": "resubscribe"}.get(
+                existing["status"]
+            )
+            store.subscribers.log(
+                subscriber_id, "subscriber.signup_again", actor, consent=consent, ip=ip, form=form
+            )
+        if kind is None or not store.subscribers.claim_notice(subscriber_id, now, NOTICE_EVERY):
+            return None
+    return Notice(subscriber_id, address, name, kind, now)
+
+
+_mail_env = jinja2.Environment(
+    loader=jinja2.FileSystemLoader(str(templates_dir() / "web" / "mail")),
+    autoescape=jinja2.select_autoescape(enabled_extensions=("html", "html.j2")),
+    undefined=jinja2.StrictUndefined,
+    keep_trailing_newline=True,
+)
+
+_SUBJECTS = {
+    "confirm": "Confirm your subscription to {name}",
+    "resubscribe": "Confirm your subscription to {name}",
+    "already": "You are already subscribed to {name}",
+}
+
+
+def confirm_url(settings: Settings, secret: str, notice: Notice) -> str:
+    purpose = "resubscribe" if notice.kind == "resubscribe" else "confirm"
+    token = make_token(secret, purpose, notice.subscriber_id, issued_at=int(notice.claimed_at))
+    return f"{settings.public_url}/confirm/{token}"
+
+
+def compose_notice(settings: Settings, secret: str, notice: Notice) -> Message:
+    """The confirmation (or "you are already subscribed") mail for one sign-up."""
+    unsubscribe = (
+        f"{settings.public_url}/unsubscribe/{unsubscribe_token(secret, notice.subscriber_id)}"
+    )
+    context = {
+        "kind": notice.kind,
+        "name": notice.name,
+        "settings": settings,
+        "confirm_url": confirm_url(settings, secret, notice) if notice.kind != "already" else "",
+        "unsubscribe_url": unsubscribe,
+        "days": settings.confirm_days,
+    }
+    headers = {"Auto-Submitted": "auto-generated"}
+    if settings.reply_to:
+        headers["Reply-To"] = settings.reply_to
+    return Message(
+        from_addr=settings.from_addr,
+        to_addr=notice.email,
+        to_name=notice.name or "",
+        subject=_SUBJECTS[notice.kind].format(name=settings.name),
+        html=_mail_env.get_template("notice.html.j2").render(context),
+        text=_mail_env.get_template("notice.txt.j2").render(context),
+        message_id=new_message_id(settings.from_domain),
+        headers=headers,
+        tag="notices",
+    )
+
+
+def send_notices(
+    store: Store,
+    settings: Settings,
+    sender: Sender,
+    notices: Iterable[Notice],
+    *,
+    progress: Callable[[int], None] | None = None,
+) -> tuple[int, list[str]]:
+    """Mail each notice; a failed one is released so the next sign-up can try again at once.
+
+    Returns (sent, errors).
+    """
+    secret = store.secret_key(settings.secret_key)
+    sent, errors = 0, []
+    for notice in notices:
+        try:
+            results = sender.send([compose_notice(settings, secret, notice)])
+            error = results[0].error
+        except SendError as exc:
+            error = exc
+        if error is None:
+            sent += 1
+            store.subscribers.log(notice.subscriber_id, f"notice.{notice.kind}", "mail")
+        else:
+            store.subscribers.release_notice(notice.subscriber_id, notice.claimed_at)
+            errors.append(f"{notice.email}: {error}")
+        if progress:
+            progress(1)
+    return sent, errors
+
+
+# --- links in mail ---------------------------------------------------------------------------
+
+
+def follow_confirm_link(
+    store: Store, settings: Settings, token: str, *, now: float | None = None
+) -> str:
+    """Confirm (or re-confirm) the subscriber a link names.
+
+    Returns `confirmed`, `used` (genuine but spent: already confirmed, or left since),
+    `expired` or `invalid` (forged, altered, or the person was erased). Only `confirmed`
+    changed anything.
+    """
+    secret = store.secret_key(settings.secret_key)
+    now = time.time() if now is None else now
+    for purpose in ("confirm", "resubscribe"):
+        found = read_signed(secret, purpose, token)
+        if found is not None:
+            break
+    else:
+        return "invalid"
+    subscriber_id, issued = found
+    if now - issued > settings.confirm_days * 86400:
+        return "expired"
+    with store.subscribers.writing():
         row = store.subscribers.get(subscriber_id)
-        assert row is not None
-        return AddResult(Subscriber.from_row(row), "added")
-    if existing["status"] in LEFT:
-        return AddResult(Subscriber.from_row(existing), "refused")
-    if confirmed and existing["status"] == "pending":
-        store.subscribers.set_status(existing["id"], "active", actor=actor, reason="confirmed")
-        row = store.subscribers.get(existing["id"])
-        assert row is not None
-        return AddResult(Subscriber.from_row(row), "updated")
-    return AddResult(Subscriber.from_row(existing), "unchanged")
+        if row is None:
+            return "invalid"
+        fits = (purpose == "confirm" and row["status"] == "pending") or (
+            purpose == "resubscribe"
+            and row["status"] == "unsubscribed"
+            and issued >= _epoch(row["unsubscribed_at"])
+        )
+        if not fits:
+            return "used"
+        store.subscribers.set_status(subscriber_id, "active", actor="web", reason=f"{purpose} link")
+        store.subscribers.forget_erasure(row["email"])
+    return "confirmed"
+
+
+def _epoch(iso: str | None) -> float:
+    return datetime.fromisoformat(iso).timestamp() if iso else 0.0
+
+
+def unsubscribe_link_valid(store: Store, settings: Settings, token: str) -> bool:
+    """A genuine unsubscribe token (the person may have been erased since: still genuine)."""
+    return read_signed(store.secret_key(settings.secret_key), "unsubscribe", token) is not None
+
+
+def follow_unsubscribe_link(
+    store: Store, settings: Settings, token: str, *, method: str = "page"
+) -> str:
+    """`unsubscribed`, `already` (nothing to do) or `invalid` (forged or altered)."""
+    found = read_signed(store.secret_key(settings.secret_key), "unsubscribe", token)
+    if found is None:
+        return "invalid"
+    with store.subscribers.writing():
+        row = store.subscribers.get(found[0])
+        if row is None or row["status"] not in ("pending", "active"):
+            return "already"
+        store.subscribers.set_status(row["id"], "unsubscribed", actor="web", reason=method)
+    return "unsubscribed"
+
+
+# --- operator actions ------------------------------------------------------------------------
+
+
+def remove(store: Store, email: str, *, actor: str = "cli") -> str:
+    """Unsubscribe an address; returns its status before (nothing changes if it had left)."""
+    with store.subscribers.writing():
+        row = find(store, email)
+        if row["status"] in ("pending", "active"):
+            store.subscribers.set_status(row["id"], "unsubscribed", actor=actor, reason="removed")
+    return row["status"]
+
+
+def erase(store: Store, email: str, *, actor: str = "cli") -> None:
+    """Delete everything about a person, keeping a hash so no import brings them back."""
+    with store.subscribers.writing():
+        row = find(store, email)
+        store.subscribers.erase(row["id"], row["email"], actor=actor)
+
+
+def reset(store: Store, email: str, *, actor: str = "cli") -> str:
+    """An operator clears a bounce or complaint: the address goes back to where it was
+    before (active if it had confirmed, else pending). Returns the new status."""
+    with store.subscribers.writing():
+        row = find(store, email)
+        if row["status"] not in ("bounced", "complained"):
+            raise SubscriberError(f"{row['email']} is {row['status']}, not bounced or complained")
+        status = "active" if row["confirmed_at"] else "pending"
+        store.subscribers.set_status(row["id"], status, actor=actor, reason="reset by operator")
+    return status
+
+
+def record_provider_event(
+    store: Store, email: str, status: str, *, provider: str, reason: str = ""
+) -> bool:
+    """A provider reported a hard bounce or a complaint: stop mailing the address.
+
+    Returns True when a subscriber changed. A complaint is never downgraded to a bounce.
+    """
+    if status not in ("bounced", "complained"):
+        raise ValueError(status)
+    try:
+        address = normalise_email(email)
+    except SubscriberError:
+        address = (email or "").strip()
+    with store.subscribers.writing():
+        row = store.subscribers.get_by_email(address)
+        if row is None or row["status"] in (status, "complained"):
+            return False
+        store.subscribers.set_status(
+            row["id"], status, actor=f"webhook:{provider}", reason=reason[:500]
+        )
+    return True
+
+
+# --- CSV import and export -------------------------------------------------------------------
+
+
+@dataclass
+class ImportReport:
+    added: list[str] = field(default_factory=list)
+    updated: list[str] = field(default_factory=list)
+    skipped: list[tuple[int, str, str]] = field(default_factory=list)  # line, address, why
+    invalid: list[tuple[int, str, str]] = field(default_factory=list)  # line, as given, why
+    notices: list[Notice] = field(default_factory=list)
+    dry_run: bool = False
+
+
+def import_csv(
+    store: Store,
+    path: Path,
+    *,
+    email_column: str = "email",
+    name_column: str | None = "name",
+    confirmed: bool = False,
+    dry_run: bool = False,
+    actor: str = "import",
+    now: float | None = None,
+) -> ImportReport:
+    """Add the addresses of a CSV file, all in one transaction (nothing half-written).
+
+    Never re-subscribes anyone who unsubscribed, bounced, complained or was erased.
+    `confirmed`: consent was given elsewhere (active at once); otherwise pending, and each new
+    address comes back in `notices` for its confirmation mail.
+    """
+    plan = _read_csv(path, email_column, name_column)
+    report = ImportReport(dry_run=dry_run)
+    now = time.time() if now is None else now
+    seen: dict[str, int] = {}
+    with store.subscribers.writing():
+        for line, raw, name in plan:
+            if not raw.strip():
+                report.invalid.append((line, raw, "no address"))
+                continue
+            try:
+                address = normalise_email(raw)
+            except SubscriberError as exc:
+                report.invalid.append((line, raw, str(exc).split(": ", 1)[-1]))
+                continue
+            if address in seen:
+                report.skipped.append((line, address, f"duplicate of line {seen[address]}"))
+                continue
+            seen[address] = line
+            existing = store.subscribers.get_by_email(address)
+            if existing is None and store.subscribers.is_erased(address):
+                report.skipped.append((line, address, "erased on request"))
+            elif existing is None:
+                report.added.append(address)
+                if dry_run:
+                    continue
+                subscriber_id = store.subscribers.add(
+                    address,
+                    name=name,
+                    status="active" if confirmed else "pending",
+                    actor=actor,
+                    consent_form=f"import {path.name}",
+                )
+                if not confirmed and store.subscribers.claim_notice(
+                    subscriber_id, now, NOTICE_EVERY
+                ):
+                    report.notices.append(Notice(subscriber_id, address, name, "confirm", now))
+            elif existing["status"] in LEFT:
+                report.skipped.append((line, address, f"{existing['status']}: never re-added"))
+            elif (confirmed and existing["status"] == "pending") or (
+                name and name != existing["name"]
+            ):
+                report.updated.append(address)
+                if dry_run:
+                    continue
+                if name and name != existing["name"]:
+                    store.subscribers.update(existing["id"], name=name, actor=actor)
+                if confirmed and existing["status"] == "pending":
+                    store.subscribers.set_status(
+                        existing["id"], "active", actor=actor, reason="confirmed by import"
+                    )
+            else:
+                report.skipped.append((line, address, f"already {existing['status']}"))
+    return report
+
+
+def _read_csv(
+    path: Path, email_column: str, name_column: str | None
+) -> list[tuple[int, str, str | None]]:
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as handle:
+            reader = csv.DictReader(handle)
+            columns = reader.fieldnames or []
+            if email_column not in columns:
+                raise SubscriberError(
+                    f"{path}: no column {email_column!r} (columns: {', '.join(columns) or 'none'});"
+                    " name it with --email-column"
+                )
+            use_name = name_column if name_column in columns else None
+            return [
+                (
+                    reader.line_num,
+                    row.get(email_column) or "",
+                    clean_name(row.get(use_name)) if use_name else None,
+                )
+                for row in reader
+            ]
+    except FileNotFoundError:
+        raise SubscriberError(f"{path}: no such file") from None
+    except UnicodeDecodeError:
+        raise SubscriberError(f"{path}: not UTF-8 text") from None
+    except csv.Error as exc:
+        raise SubscriberError(f"{path}: not a CSV file ({exc})") from None
+
+
+EXPORT_COLUMNS = (
+    "email",
+    "name",
+    "status",
+    "created_at",
+    "confirmed_at",
+    "unsubscribed_at",
+    "consent_text",
+    "consent_ip",
+    "consent_form",
+    "signup_source",
+)
+
+
+def export_csv(store: Store, out: IO[str], *, status: str | None = None) -> int:
+    """Write subscribers as CSV; returns how many. Cells a spreadsheet would run as a formula
+    are quoted with a leading apostrophe (names come from strangers)."""
+    writer = csv.writer(out)
+    writer.writerow(EXPORT_COLUMNS)
+    count = 0
+    for row in store.subscribers.list(status=status):
+        writer.writerow([_inert(row.get(column)) for column in EXPORT_COLUMNS])
+        count += 1
+    return count
+
+
+def _inert(value: Any) -> str:
+    text = "" if value is None else str(value)
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text

@@ -6,6 +6,7 @@ from newsletter.cli import (  # noqa: F401  (imported to register their commands
     demo,
     dispatch,
     send,
+    serve,
     signals,
     subscribers,
 )

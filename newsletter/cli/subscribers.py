@@ -1,17 +1,48 @@
-"""`newsletter subscribers`."""
+"""`newsletter subscribers`: the same rules as the sign-up form, for the operator."""
 
 from __future__ import annotations
 
+import json
+import sys
+from pathlib import Path
+
 import click
 
-from newsletter.cli.base import App, cli, pass_app
+from newsletter.cli.base import PARTIAL, App, cli, pass_app
+from newsletter.senders import make_sender
 from newsletter.store.subscribers import STATUSES
-from newsletter.subscriptions import add_subscriber
+from newsletter.subscriptions import (
+    Notice,
+    add_subscriber,
+    erase,
+    export_csv,
+    find,
+    import_csv,
+    remove,
+    reset,
+    send_notices,
+)
 
 
 @cli.group()
 def subscribers() -> None:
     """The people the dispatch goes to."""
+
+
+def _mail_notices(app: App, notices: list[Notice]) -> None:
+    """Confirmation mails for new pending subscribers, through the configured sender."""
+    if not notices:
+        return
+    with (
+        make_sender(app.settings) as sender,
+        click.progressbar(length=len(notices), label="confirmation mails", file=sys.stderr) as bar,
+    ):
+        sent, errors = send_notices(app.store, app.settings, sender, notices, progress=bar.update)
+    click.echo(f"{sent} confirmation mail(s) sent")
+    for error in errors:
+        click.echo(f"not sent: {error}", err=True)
+    if errors:
+        sys.exit(PARTIAL)
 
 
 @subscribers.command("add")
@@ -24,20 +55,133 @@ def subscribers() -> None:
 )
 @pass_app
 def subscribers_add(app: App, email: str, name: str | None, confirmed: bool) -> None:
-    """Add a subscriber (pending until confirmed, unless --confirmed)."""
+    """Add a subscriber: pending, with a confirmation mail, unless --confirmed."""
     result = add_subscriber(app.store, email, name=name, confirmed=confirmed)
     sub = result.subscriber
     if result.outcome == "refused":
         raise click.ClickException(f"{sub.email} is {sub.status}; not re-subscribed")
     click.echo(f"{sub.email}: {sub.status} ({result.outcome})")
+    _mail_notices(app, [result.notice] if result.notice else [])
+
+
+@subscribers.command("import")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--email-column", default="email", show_default=True, help="Column of addresses.")
+@click.option("--name-column", default="name", show_default=True, help="Column of names.")
+@click.option(
+    "--confirmed", is_flag=True, help="Consent was given elsewhere: active, no confirmation mail."
+)
+@click.option("--dry-run", is_flag=True, help="Report what would happen; change and send nothing.")
+@pass_app
+def subscribers_import(
+    app: App, file: Path, email_column: str, name_column: str, confirmed: bool, dry_run: bool
+) -> None:
+    """Import a CSV file. Never re-subscribes anyone who unsubscribed, bounced or complained."""
+    report = import_csv(
+        app.store,
+        file,
+        email_column=email_column,
+        name_column=name_column,
+        confirmed=confirmed,
+        dry_run=dry_run,
+    )
+    for line, address, why in report.skipped:
+        click.echo(f"line {line}: skipped {address}: {why}")
+    for line, given, why in report.invalid:
+        click.echo(f"line {line}: invalid {given!r}: {why}")
+    prefix = "dry run, would have: " if dry_run else ""
+    click.echo(
+        f"{prefix}{len(report.added)} added, {len(report.updated)} updated, "
+        f"{len(report.skipped)} skipped, {len(report.invalid)} invalid"
+    )
+    _mail_notices(app, report.notices)
+
+
+@subscribers.command("export")
+@click.option("--status", type=click.Choice(STATUSES), help="Only this status.")
+@click.option(
+    "--output",
+    "-o",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="File (default: stdout).",
+)
+@pass_app
+def subscribers_export(app: App, status: str | None, output: Path | None) -> None:
+    """Write subscribers as CSV, with their consent records."""
+    if output is None:
+        export_csv(app.store, click.get_text_stream("stdout"), status=status)
+        return
+    partial = output.with_name(output.name + ".part")
+    with open(partial, "w", newline="", encoding="utf-8") as handle:
+        count = export_csv(app.store, handle, status=status)
+    partial.replace(output)
+    click.echo(f"{count} subscriber(s) written to {output}", err=True)
 
 
 @subscribers.command("list")
 @click.option("--status", type=click.Choice(STATUSES), help="Only this status.")
+@click.option("--search", help="Only addresses or names containing this text.")
+@click.option("--since", metavar="YYYY-MM-DD", help="Only those who signed up on or after.")
+@click.option("--limit", type=click.IntRange(1), help="At most this many rows.")
 @pass_app
-def subscribers_list(app: App, status: str | None) -> None:
+def subscribers_list(
+    app: App, status: str | None, search: str | None, since: str | None, limit: int | None
+) -> None:
     """Subscribers with their status, and the counts by status."""
-    for row in app.store.subscribers.list(status=status):
+    rows = app.store.subscribers.list(status=status, search=search, since=since, limit=limit)
+    for row in rows:
         click.echo(f"{row['id']:>6}  {row['status']:<12} {row['email']}  {row['name'] or ''}")
     counts = app.store.subscribers.counts()
-    click.echo(", ".join(f"{n} {s}" for s, n in counts.items()))
+    click.echo(f"{len(rows)} shown; " + ", ".join(f"{n} {s}" for s, n in counts.items()))
+
+
+@subscribers.command("show")
+@click.argument("email")
+@pass_app
+def subscribers_show(app: App, email: str) -> None:
+    """One subscriber: status, consent record and the history of changes."""
+    row = find(app.store, email)
+    for key in ("email", "name", "status", "created_at", "confirmed_at", "unsubscribed_at"):
+        click.echo(f"{key + ':':<17}{row[key] or ''}")
+    click.echo(f"{'consent:':<17}{row['consent_text'] or ''}")
+    click.echo(f"{'consent from:':<17}{row['consent_ip'] or ''} {row['consent_form'] or ''}")
+    click.echo("history:")
+    for event in app.store.subscribers.events(row["id"]):
+        detail = json.loads(event["detail"]) if event["detail"] else {}
+        extra = " ".join(f"{k}={v}" for k, v in detail.items() if k != "consent")
+        click.echo(f"  {event['at']}  {event['kind']:<28} by {event['actor']}  {extra}".rstrip())
+
+
+@subscribers.command("remove")
+@click.argument("email")
+@pass_app
+def subscribers_remove(app: App, email: str) -> None:
+    """Unsubscribe an address (kept, so it is never mailed or imported again)."""
+    before = remove(app.store, email)
+    if before in ("pending", "active"):
+        click.echo(f"{email}: unsubscribed")
+    else:
+        click.echo(f"{email}: already {before}; nothing changed")
+
+
+@subscribers.command("erase")
+@click.argument("email")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@pass_app
+def subscribers_erase(app: App, email: str, yes: bool) -> None:
+    """Delete everything about a person (right to erasure), keeping only a hash of the address
+    so that no import re-subscribes them."""
+    find(app.store, email)
+    if not yes:
+        click.confirm(f"Erase {email} and their history? This cannot be undone", abort=True)
+    erase(app.store, email)
+    click.echo(f"{email}: erased")
+
+
+@subscribers.command("reset")
+@click.argument("email")
+@pass_app
+def subscribers_reset(app: App, email: str) -> None:
+    """Clear a bounce or complaint so the address is mailed again (operator's decision)."""
+    status = reset(app.store, email)
+    click.echo(f"{email}: {status}")

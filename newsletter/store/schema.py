@@ -160,3 +160,22 @@ def m002_events_meta(db: Database) -> None:
         CREATE INDEX deliveries_status ON deliveries(dispatch_id, status)
         """,
     )
+
+
+@MIGRATIONS(name="m003_subscribers_web")
+def m003_subscribers_web(db: Database) -> None:
+    _run(
+        db,
+        """
+        ALTER TABLE subscribers ADD COLUMN notice_sent_at REAL;
+        CREATE TABLE rate_limits (
+            key TEXT PRIMARY KEY,
+            window_start INTEGER NOT NULL,
+            count INTEGER NOT NULL
+        );
+        CREATE TABLE erased_addresses (
+            email_hash TEXT PRIMARY KEY,
+            erased_at TEXT NOT NULL
+        )
+        """,
+    )

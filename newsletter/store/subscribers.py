@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import random
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from sqlite_utils import Database
@@ -17,6 +20,23 @@ STATUSES = ("pending", "active", "unsubscribed", "bounced", "complained")
 class Subscribers:
     def __init__(self, db: Database) -> None:
         self.db = db
+
+    @contextmanager
+    def writing(self) -> Iterator[None]:
+        """A write transaction taken up front (BEGIN IMMEDIATE): a read-then-write by one
+        worker cannot fail with "database is locked" because another worker wrote in between;
+        it waits (busy timeout) instead.
+        """
+        if self.db.conn.in_transaction:
+            yield
+            return
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self.db.conn.rollback()
+            raise
+        self.db.execute("COMMIT")
 
     def get(self, subscriber_id: int) -> dict[str, Any] | None:
         return one(self.db, "SELECT * FROM subscribers WHERE id = ?", [subscriber_id])
@@ -71,6 +91,90 @@ class Subscribers:
         )
         self._log(subscriber_id, f"subscriber.{status}", actor, reason=reason or None)
 
+    def update(self, subscriber_id: int, *, name: str | None, actor: str, **detail: Any) -> None:
+        """A new name (or consent) for someone already known; logged like a status change."""
+        self.db.execute(
+            "UPDATE subscribers SET name = coalesce(?, name), updated_at = ? WHERE id = ?",
+            [name, now_iso(), subscriber_id],
+        )
+        self._log(subscriber_id, "subscriber.updated", actor, **detail)
+
+    def log(self, subscriber_id: int, kind: str, actor: str, **detail: Any) -> None:
+        """Record something that happened to a subscriber without changing them."""
+        self._log(subscriber_id, kind, actor, **detail)
+
+    def claim_notice(self, subscriber_id: int, now: float, every: float) -> bool:
+        """Atomically take the right to mail this person a notice (at most one per `every` s)."""
+        cursor = self.db.execute(
+            "UPDATE subscribers SET notice_sent_at = ? WHERE id = ?"
+            " AND (notice_sent_at IS NULL OR notice_sent_at <= ?)",
+            [now, subscriber_id, now - every],
+        )
+        return cursor.rowcount == 1
+
+    def release_notice(self, subscriber_id: int, claimed_at: float) -> None:
+        """The notice could not be sent: let the next sign-up try again at once."""
+        self.db.execute(
+            "UPDATE subscribers SET notice_sent_at = NULL WHERE id = ? AND notice_sent_at = ?",
+            [subscriber_id, claimed_at],
+        )
+
+    def events(self, subscriber_id: int) -> list[dict[str, Any]]:
+        return list(
+            rows(
+                self.db,
+                "SELECT at, kind, actor, detail FROM events"
+                " WHERE subject_type = 'subscriber' AND subject_id = ? ORDER BY id",
+                [subscriber_id],
+            )
+        )
+
+    def erase(self, subscriber_id: int, email: str, *, actor: str) -> None:
+        """Delete the person's row, deliveries and history; keep only a hash of the address."""
+        self.db.execute(
+            "DELETE FROM events WHERE subject_type = 'subscriber' AND subject_id = ?",
+            [subscriber_id],
+        )
+        self.db.execute("DELETE FROM deliveries WHERE subscriber_id = ?", [subscriber_id])
+        self.db.execute("DELETE FROM subscribers WHERE id = ?", [subscriber_id])
+        self.db.execute(
+            "INSERT OR REPLACE INTO erased_addresses (email_hash, erased_at) VALUES (?, ?)",
+            [address_hash(email), now_iso()],
+        )
+        self.db.execute(
+            "INSERT INTO events (at, kind, subject_type, subject_id, actor, detail)"
+            " VALUES (?, 'subscriber.erased', NULL, NULL, ?, NULL)",
+            [now_iso(), actor],
+        )
+
+    def is_erased(self, email: str) -> bool:
+        found = self.db.execute(
+            "SELECT 1 FROM erased_addresses WHERE email_hash = ?", [address_hash(email)]
+        ).fetchone()
+        return found is not None
+
+    def forget_erasure(self, email: str) -> None:
+        """The person signed up again and confirmed: a new consent replaces the old refusal."""
+        self.db.execute("DELETE FROM erased_addresses WHERE email_hash = ?", [address_hash(email)])
+
+    def hit_rate_limit(self, key: str, limit: int, window: int, now: float) -> bool:
+        """Count one request against `key`; True while within `limit` per fixed `window` s.
+
+        Kept in SQLite so every worker process shares the same counters.
+        """
+        start = int(now) - int(now) % window
+        count = self.db.execute(
+            "INSERT INTO rate_limits (key, window_start, count) VALUES (?, ?, 1)"
+            " ON CONFLICT(key) DO UPDATE SET"
+            " count = CASE WHEN window_start = excluded.window_start THEN count + 1 ELSE 1 END,"
+            " window_start = excluded.window_start"
+            " RETURNING count",
+            [key, start],
+        ).fetchone()[0]
+        if random.random() < 0.001:  # now and then, drop counters of windows long gone
+            self.db.execute("DELETE FROM rate_limits WHERE window_start < ?", [start - window])
+        return int(count) <= limit
+
     def _log(self, subscriber_id: int, kind: str, actor: str, **detail: Any) -> None:
         detail = {k: v for k, v in detail.items() if v is not None}
         self.db.execute(
@@ -79,12 +183,32 @@ class Subscribers:
             [now_iso(), kind, subscriber_id, actor, json.dumps(detail) if detail else None],
         )
 
-    def list(self, *, status: str | None = None) -> list[dict[str, Any]]:
+    def list(
+        self,
+        *,
+        status: str | None = None,
+        search: str | None = None,
+        since: str | None = None,
+        limit: int | None = None,
+    ) -> list[dict[str, Any]]:
+        """Subscribers by id, filtered by status, a substring of address or name, sign-up date."""
+        where, params = [], []
         if status:
-            return list(
-                rows(self.db, "SELECT * FROM subscribers WHERE status = ? ORDER BY id", [status])
-            )
-        return list(rows(self.db, "SELECT * FROM subscribers ORDER BY id"))
+            where.append("status = ?")
+            params.append(status)
+        if search:
+            where.append("(instr(lower(email), lower(?)) OR instr(lower(name), lower(?)))")
+            params += [search, search]
+        if since:
+            where.append("created_at >= ?")
+            params.append(since)
+        sql = "SELECT * FROM subscribers"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY id"
+        if limit:
+            sql += f" LIMIT {int(limit)}"
+        return list(rows(self.db, sql, params))
 
     def counts(self) -> dict[str, int]:
         found = dict(
@@ -109,3 +233,8 @@ class Subscribers:
             for row in page:
                 yield Subscriber.from_row(row)
             after = page[-1]["id"]
+
+
+def address_hash(email: str) -> str:
+    """What is kept of an erased address: enough to recognise it, not to read it."""
+    return hashlib.sha256(email.strip().lower().encode()).hexdigest()

@@ -1,0 +1,149 @@
+"""The sign-up form: `GET /` and `POST /subscribe` (HTML form, embedded form or JSON).
+
+Checks, in order: CSRF (our form) or an allowed Origin (embedded form, JSON), the honeypot,
+the per-IP limit, the address, the per-address limit. Whatever the address's history, a
+valid sign-up gets the same answer; what happened is told by mail, to the address's owner.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from flask import Blueprint, Response, jsonify, make_response, render_template, request
+
+from newsletter.errors import SubscriberError
+from newsletter.store.subscribers import address_hash
+from newsletter.subscriptions import normalise_email, request_signup
+from subscribers import csrf
+from subscribers.app import page, web
+
+blueprint = Blueprint("signup", __name__)
+
+MAX_BODY = 32 * 1024
+HOUR = 3600
+THANKS = (
+    "Check your inbox",
+    "We have sent a confirmation link to the address you gave. Open it to start receiving the "
+    "weekly dispatch. If nothing arrives within a few minutes, look in your spam folder.",
+)
+
+
+@blueprint.get("/")
+def index() -> Any:
+    return _form_page()
+
+
+@blueprint.get("/static/site.css")
+def stylesheet() -> Response:
+    response = make_response(render_template("site.css"))
+    response.mimetype = "text/css"
+    response.headers["Cache-Control"] = "public, max-age=3600"
+    return response
+
+
+@blueprint.route("/subscribe", methods=["OPTIONS"])
+def preflight() -> Response:
+    response = make_response("", 204)
+    if _allowed_origin():
+        response.headers["Access-Control-Allow-Methods"] = "POST"
+        response.headers["Access-Control-Allow-Headers"] = "Content-Type"
+        response.headers["Access-Control-Max-Age"] = "600"
+    return _cors(response)
+
+
+@blueprint.post("/subscribe")
+def subscribe() -> Any:
+    w = web()
+    if (request.content_length or 0) > MAX_BODY:
+        return _refuse(413, "Too much data", "What was sent is far longer than this form accepts.")
+    as_json = request.is_json
+    data = (request.get_json(silent=True) if as_json else request.form) or {}
+    if not isinstance(data, dict):
+        return _refuse(400, "Nothing to subscribe", "Send an object with an email field.")
+    origin = _allowed_origin()
+    token_ok = csrf.check(w.secret, request.cookies.get(csrf.COOKIE), _text(data, csrf.FIELD))
+    if not token_ok and not origin:
+        return _refuse(
+            403,
+            "This form has expired",
+            "Reload the sign-up page and try again (cookies must be enabled for this site).",
+        )
+    if _text(data, "website"):  # the honeypot: people never see it, bots fill it in
+        return _thanks(as_json)
+    now = time.time()
+    ip = request.remote_addr or "unknown"
+    limits = w.store.subscribers
+    if w.settings.signup_ip_limit and not limits.hit_rate_limit(
+        f"ip:{ip}", w.settings.signup_ip_limit, HOUR, now
+    ):
+        return _too_many()
+    email, name = _text(data, "email"), _text(data, "name")
+    try:
+        address = normalise_email(email, check_deliverability=w.settings.check_deliverability)
+    except SubscriberError:
+        message = "That does not look like an email address. Please check it and try again."
+        if as_json:
+            return _cors(make_response(jsonify(ok=False, error=message), 400))
+        return _form_page(error=message, email=email[:254], name=name[:200], status=400)
+    if w.settings.signup_address_limit and not limits.hit_rate_limit(
+        f"addr:{address_hash(address)}", w.settings.signup_address_limit, HOUR, now
+    ):
+        return _too_many()
+    form = f"json from {origin}" if as_json else f"form on {origin}" if origin else "form at /"
+    notice = request_signup(w.store, w.settings, address, name=name, ip=ip, form=form, now=now)
+    if notice is not None:
+        w.mailer.submit(notice)
+    return _thanks(as_json)
+
+
+def _text(data: Any, key: str) -> str:
+    value = data.get(key) if hasattr(data, "get") else None
+    return value if isinstance(value, str) else ""
+
+
+def _allowed_origin() -> str | None:
+    origin = (request.headers.get("Origin") or "").rstrip("/")
+    allowed = {o.rstrip("/") for o in web().settings.cors_origins}
+    return origin if origin and origin in allowed else None
+
+
+def _cors(response: Response) -> Response:
+    origin = _allowed_origin()
+    if origin:
+        response.headers["Access-Control-Allow-Origin"] = origin
+    response.headers.add("Vary", "Origin")
+    return response
+
+
+def _form_page(error: str | None = None, status: int = 200, **values: str) -> Response:
+    cookie, field = csrf.issue(web().secret, request.cookies.get(csrf.COOKIE))
+    html = render_template("index.html", csrf_token=field, error=error, **values)
+    response = make_response(html, status)
+    response.set_cookie(
+        csrf.COOKIE,
+        cookie,
+        max_age=csrf.MAX_AGE,
+        httponly=True,
+        samesite="Lax",
+        secure=web().settings.public_url.startswith("https://"),
+    )
+    return response
+
+
+def _thanks(as_json: bool) -> Response:
+    if as_json:
+        return _cors(make_response(jsonify(ok=True, message=" ".join(THANKS)), 200))
+    return _cors(make_response(*page(*THANKS)))
+
+
+def _refuse(status: int, heading: str, text: str) -> Response:
+    if request.is_json:
+        return _cors(make_response(jsonify(ok=False, error=f"{heading}. {text}"), status))
+    return _cors(make_response(*page(heading, text, status=status, back=True)))
+
+
+def _too_many() -> Response:
+    response = _refuse(429, "Too many sign-ups", "Please wait an hour and try again.")
+    response.headers["Retry-After"] = str(HOUR)
+    return response

@@ -1,0 +1,247 @@
+"""`POST /webhooks/<provider>`: hard bounces and complaints reported by the email APIs.
+
+Each provider is checked the way it documents, before its body is read as events:
+- Postmark: HTTP basic auth, user and password embedded in the webhook URL.
+- SendGrid: Signed Event Webhook, ECDSA P-256 / SHA-256 over timestamp + raw body, key from
+  the dashboard (base64 DER), headers X-Twilio-Email-Event-Webhook-Signature / -Timestamp.
+- Mailgun: `signature` object in the JSON body, hex HMAC-SHA256 of timestamp + token with
+  the webhook signing key.
+- Resend: Svix headers (svix-id, svix-timestamp, svix-signature "v1,<base64>"), HMAC-SHA256 of
+  "id.timestamp.body" with the base64 secret after `whsec_`.
+A provider whose credential is not configured has no webhook (404): nothing unauthenticated
+ever changes a subscriber.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import json
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import load_der_public_key, load_pem_public_key
+from flask import Blueprint, Request, Response, abort, jsonify, request
+
+from newsletter.settings import Settings
+from newsletter.subscriptions import record_provider_event
+from subscribers.app import web
+
+log = logging.getLogger(__name__)
+blueprint = Blueprint("webhooks", __name__)
+
+#: signed requests older (or newer) than this are refused as replays
+TOLERANCE_S = 15 * 60
+
+Event = tuple[str, str, str]  # address, bounced | complained, reason
+
+
+class Unauthorised(Exception):
+    pass
+
+
+@blueprint.post("/webhooks/<provider>")
+def receive(provider: str) -> tuple[Response, int]:
+    w = web()
+    handler = PROVIDERS.get(provider)
+    if handler is None or not handler[0](w.settings):
+        abort(404, description=f"no webhook for {provider!r} here")
+    _, verify, parse = handler
+    try:
+        verify(w.settings, request)
+    except Unauthorised as exc:
+        log.warning("webhook %s refused: %s", provider, exc)
+        response = jsonify(ok=False, error="not authorised")
+        if provider == "postmark":
+            response.headers["WWW-Authenticate"] = 'Basic realm="webhooks"'
+        return response, 401
+    try:
+        payload = json.loads(request.get_data())
+        events = parse(payload)
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return jsonify(ok=False, error="not a JSON event payload this webhook understands"), 400
+    changed = sum(
+        record_provider_event(w.store, email, status, provider=provider, reason=reason)
+        for email, status, reason in events
+        if isinstance(email, str) and email
+    )
+    return jsonify(ok=True, events=len(events), changed=changed), 200
+
+
+def _fresh(timestamp: str) -> None:
+    try:
+        age = abs(time.time() - int(timestamp))
+    except ValueError:
+        raise Unauthorised("timestamp is not a number") from None
+    if age > TOLERANCE_S:
+        raise Unauthorised("timestamp outside the tolerance window")
+
+
+# --- Postmark --------------------------------------------------------------------------------
+
+
+def _postmark_verify(settings: Settings, req: Request) -> None:
+    auth = req.authorization
+    if auth is None or auth.type != "basic":
+        raise Unauthorised("no basic auth")
+    user_ok = hmac.compare_digest(
+        (auth.username or "").encode(), settings.postmark_webhook_user.encode()
+    )
+    password_ok = hmac.compare_digest(
+        (auth.password or "").encode(), settings.postmark_webhook_password.encode()
+    )
+    if not (user_ok and password_ok):
+        raise Unauthorised("wrong basic auth")
+
+
+POSTMARK_HARD = {"HardBounce", "BadEmailAddress", "ManuallyDeactivated"}
+
+
+def _postmark_parse(payload: Any) -> list[Event]:
+    record = payload.get("RecordType")
+    if record == "SpamComplaint" or payload.get("Type") == "SpamComplaint":
+        return [(payload["Email"], "complained", "Postmark spam complaint")]
+    if record == "Bounce" and payload.get("Type") in POSTMARK_HARD:
+        return [(payload["Email"], "bounced", str(payload.get("Description") or payload["Type"]))]
+    return []
+
+
+# --- SendGrid --------------------------------------------------------------------------------
+
+
+def _sendgrid_key(text: str) -> ec.EllipticCurvePublicKey:
+    if "BEGIN PUBLIC KEY" in text:
+        key = load_pem_public_key(text.encode())
+    else:
+        key = load_der_public_key(base64.b64decode(text))
+    if not isinstance(key, ec.EllipticCurvePublicKey):
+        raise Unauthorised("SENDGRID_WEBHOOK_PUBLIC_KEY is not an EC public key")
+    return key
+
+
+def _sendgrid_verify(settings: Settings, req: Request) -> None:
+    signature = req.headers.get("X-Twilio-Email-Event-Webhook-Signature", "")
+    timestamp = req.headers.get("X-Twilio-Email-Event-Webhook-Timestamp", "")
+    if not signature or not timestamp:
+        raise Unauthorised("signature headers missing")
+    _fresh(timestamp)
+    try:
+        key = _sendgrid_key(settings.sendgrid_webhook_key)
+        key.verify(
+            base64.b64decode(signature),
+            timestamp.encode() + req.get_data(),
+            ec.ECDSA(hashes.SHA256()),
+        )
+    except (InvalidSignature, ValueError, binascii.Error):
+        raise Unauthorised("bad signature") from None
+
+
+def _sendgrid_parse(payload: Any) -> list[Event]:
+    events: list[Event] = []
+    for event in payload:
+        kind = event.get("event")
+        if kind == "bounce" and event.get("type", "bounce") == "bounce":
+            events.append((event["email"], "bounced", str(event.get("reason", "bounce"))))
+        elif kind == "dropped" and "bounce" in str(event.get("reason", "")).lower():
+            events.append((event["email"], "bounced", str(event["reason"])))
+        elif kind == "spamreport":
+            events.append((event["email"], "complained", "SendGrid spam report"))
+    return events
+
+
+# --- Mailgun ---------------------------------------------------------------------------------
+
+
+def _mailgun_verify(settings: Settings, req: Request) -> None:
+    try:
+        signature = json.loads(req.get_data())["signature"]
+        timestamp, token, given = (
+            str(signature["timestamp"]),
+            str(signature["token"]),
+            str(signature["signature"]),
+        )
+    except (ValueError, KeyError, TypeError):
+        raise Unauthorised("no signature object") from None
+    _fresh(timestamp)
+    expected = hmac.new(
+        settings.mailgun_webhook_key.encode(), (timestamp + token).encode(), hashlib.sha256
+    ).hexdigest()
+    if not hmac.compare_digest(expected.encode(), given.encode()):
+        raise Unauthorised("bad signature")
+
+
+def _mailgun_parse(payload: Any) -> list[Event]:
+    data = payload["event-data"]
+    kind = data.get("event")
+    if kind == "failed" and data.get("severity") == "permanent":
+        status = data.get("delivery-status") or {}
+        return [(data["recipient"], "bounced", str(status.get("description") or "failed"))]
+    if kind == "complained":
+        return [(data["recipient"], "complained", "Mailgun complaint")]
+    return []
+
+
+# --- Resend (Svix) ---------------------------------------------------------------------------
+
+
+def _resend_verify(settings: Settings, req: Request) -> None:
+    msg_id = req.headers.get("svix-id", "")
+    timestamp = req.headers.get("svix-timestamp", "")
+    signatures = req.headers.get("svix-signature", "")
+    if not (msg_id and timestamp and signatures):
+        raise Unauthorised("svix headers missing")
+    _fresh(timestamp)
+    secret = settings.resend_webhook_secret.removeprefix("whsec_")
+    try:
+        key = base64.b64decode(secret)
+    except (ValueError, binascii.Error):
+        raise Unauthorised("RESEND_WEBHOOK_SECRET is not base64 after whsec_") from None
+    signed = msg_id.encode() + b"." + timestamp.encode() + b"." + req.get_data()
+    expected = base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest())
+    for item in signatures.split():
+        version, _, value = item.partition(",")
+        if version == "v1" and hmac.compare_digest(value.encode(), expected):
+            return
+    raise Unauthorised("bad signature")
+
+
+def _resend_parse(payload: Any) -> list[Event]:
+    kind = payload.get("type")
+    data = payload.get("data") or {}
+    recipients = data.get("to") or []
+    if isinstance(recipients, str):
+        recipients = [recipients]
+    if kind == "email.bounced":
+        bounce = data.get("bounce") or {}
+        if bounce.get("type", "Permanent") != "Permanent":
+            return []
+        reason = str(bounce.get("message") or "bounced")
+        return [(address, "bounced", reason) for address in recipients]
+    if kind == "email.complained":
+        return [(address, "complained", "Resend complaint") for address in recipients]
+    return []
+
+
+Handler = tuple[
+    Callable[[Settings], bool],
+    Callable[[Settings, Request], None],
+    Callable[[Any], list[Event]],
+]
+
+PROVIDERS: dict[str, Handler] = {
+    "postmark": (
+        lambda s: bool(s.postmark_webhook_user and s.postmark_webhook_password),
+        _postmark_verify,
+        _postmark_parse,
+    ),
+    "sendgrid": (lambda s: bool(s.sendgrid_webhook_key), _sendgrid_verify, _sendgrid_parse),
+    "mailgun": (lambda s: bool(s.mailgun_webhook_key), _mailgun_verify, _mailgun_parse),
+    "resend": (lambda s: bool(s.resend_webhook_secret), _resend_verify, _resend_parse),
+}
