@@ -6,7 +6,10 @@ so one bad field anywhere means nothing is written.
 
 from __future__ import annotations
 
+import difflib
 import json
+import sqlite3
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time
 from email.utils import parsedate_to_datetime
@@ -16,9 +19,9 @@ from urllib.parse import urlsplit
 
 import yaml
 
+from newsletter.canonical import arxiv_id_of, bare_arxiv_id, canonical_url
 from newsletter.errors import AnnotationError
-from newsletter.models import HORIZONS, LIST_FIELDS, SCORE_FIELDS
-from newsletter.parse import arxiv_id_of, canonical_url
+from newsletter.models import EDITORIAL_FIELDS, HORIZONS, LIST_FIELDS, SCORE_FIELDS
 from newsletter.sanitise import text_to_html
 from newsletter.store import Store
 
@@ -51,11 +54,24 @@ class Record:
     body: str | None = None
 
 
+@dataclass(frozen=True)
+class Change:
+    """What one record does: create a signal, or change these fields of an existing one."""
+
+    where: str
+    action: str  # created | updated | unchanged
+    title: str
+    signal_id: int | None = None
+    fields: tuple[str, ...] = ()
+
+
 @dataclass
 class ImportReport:
     created: list[str] = field(default_factory=list)
     updated: list[str] = field(default_factory=list)
     unchanged: list[str] = field(default_factory=list)
+    changes: list[Change] = field(default_factory=list)
+    dry_run: bool = False
 
 
 def _fail(where: str, field_name: str | None, message: str) -> AnnotationError:
@@ -118,8 +134,13 @@ def validate(
     values: dict[str, Any] = {}
     for name, value in raw.items():
         if name not in KNOWN_FIELDS:
-            known = ", ".join(sorted(KNOWN_FIELDS))
-            raise _fail(at(name), name, f"unknown field (known: {known})")
+            close = difflib.get_close_matches(str(name), KNOWN_FIELDS, n=1)
+            hint = (
+                f"did you mean {close[0]!r}?"
+                if close
+                else f"known: {', '.join(sorted(KNOWN_FIELDS))}"
+            )
+            raise _fail(at(name), name, f"unknown field ({hint})")
         if value is None:
             continue
         if name in SCORE_FIELDS:
@@ -137,6 +158,13 @@ def validate(
                 raise _fail(at(name), name, f"expected an absolute http(s) URL, got {value!r}")
             values["link"] = value.strip()
             values["url"] = canonical_url(value)
+        elif name == "arxiv_id":
+            if isinstance(value, float):
+                raise _fail(at(name), name, f"write it in quotes ('{value}'): a number drops zeros")
+            found = bare_arxiv_id(value) if isinstance(value, str) else None
+            if not found:
+                raise _fail(at(name), name, f"not an arXiv identifier: {value!r}")
+            values[name] = found
         elif name == "announce_type":
             if value not in ANNOUNCE_TYPES:
                 raise _fail(at(name), name, f"must be one of {', '.join(ANNOUNCE_TYPES)}")
@@ -216,38 +244,162 @@ def read_file(path: Path) -> list[Record]:
 def import_annotations(store: Store, paths: list[Path], *, dry_run: bool = False) -> ImportReport:
     """Validate every file first, then write all of it in one transaction (or none with dry_run)."""
     records = [record for path in paths for record in read_file(path)]
-    report = ImportReport()
+    return apply_records(store, records, dry_run=dry_run)
+
+
+def apply_records(
+    store: Store, records: list[Record], *, dry_run: bool = False, target: int | None = None
+) -> ImportReport:
+    """Apply validated records in one transaction; `target` pins them to one signal by id."""
+    report = ImportReport(dry_run=dry_run)
     with store.transaction():
         for record in records:
-            values = dict(record.values)
-            existing = store.signals.find(
-                url=values.get("url"), guid=values.get("guid"), arxiv_id=values.get("arxiv_id")
-            )
-            if record.body:
-                has_summary = existing is not None and existing["summary_text"]
-                if has_summary or "summary_text" in values:
-                    values["notes"] = record.body
-                else:
-                    values["summary_text"] = record.body
-                    values["summary_html"] = text_to_html(record.body)
-            if existing is None:
-                if "title" not in values or "url" not in values:
-                    raise _fail(record.where, "title", "a new signal needs a title and a url")
-                if not dry_run:
-                    store.signals.create(values)
-                report.created.append(record.where)
-            elif any(existing.get(k) != _stored(k, v) for k, v in values.items()):
-                if not dry_run:
-                    store.signals.update(existing["id"], values)
-                report.updated.append(record.where)
-            else:
-                report.unchanged.append(record.where)
+            change = _apply(store, record, dry_run, target)
+            getattr(report, change.action).append(record.where)
+            report.changes.append(change)
     return report
 
 
+def _apply(store: Store, record: Record, dry_run: bool, target: int | None) -> Change:
+    values = dict(record.values)
+    if target is not None:
+        existing = store.signals.row(target)
+        if existing is None:
+            raise _fail(record.where, None, f"no signal with id {target}")
+    else:
+        existing = store.signals.find(
+            url=values.get("url"), guid=values.get("guid"), arxiv_id=values.get("arxiv_id")
+        )
+    if record.body:
+        has_summary = existing is not None and existing["summary_text"]
+        if has_summary or "summary_text" in values:
+            values["notes"] = record.body
+        else:
+            values["summary_text"] = record.body
+            values["summary_html"] = text_to_html(record.body)
+    if existing is not None and values.get("summary_text") == existing["summary_text"]:
+        # The same text as stored: keep the feed's richer HTML (links, emphasis).
+        values.pop("summary_html", None)
+    try:
+        if existing is None:
+            if "title" not in values or "url" not in values:
+                missing = "title" if "title" not in values else "url"
+                raise _fail(
+                    record.where,
+                    missing,
+                    "no stored signal matches, and a new one needs a title and a url",
+                )
+            signal_id = None if dry_run else store.signals.create(values)
+            return Change(record.where, "created", values["title"], signal_id)
+        changed = tuple(k for k, v in values.items() if existing.get(k) != _stored(k, v))
+        if not changed:
+            return Change(record.where, "unchanged", existing["title"], existing["id"])
+        if not dry_run:
+            store.signals.update(existing["id"], values)
+        return Change(record.where, "updated", existing["title"], existing["id"], changed)
+    except sqlite3.IntegrityError as exc:
+        raise _fail(record.where, "url", f"conflicts with another stored signal ({exc})") from None
+
+
 def _stored(name: str, value: Any) -> Any:
+    if value is None:
+        return None
     if name in LIST_FIELDS:
         return json.dumps(list(value), ensure_ascii=False)
     if isinstance(value, datetime):
         return value.isoformat()
     return value
+
+
+# Export: the same fields the import takes, in the order of the seed pages.
+EXPORT_ORDER = (
+    "title",
+    "url",
+    "guid",
+    "arxiv_id",
+    "announce_type",
+    "source",
+    "published",
+    "category",
+    "signal_score",
+    "horizon",
+    "why_now",
+    "why_important",
+    "what_changes",
+    "winners",
+    "losers",
+    "effects_direct",
+    "effects_second",
+    "effects_third",
+    "editorial_confidence",
+    "structural_impact",
+    "summary",
+    "notes",
+)
+
+
+def to_record(row: dict[str, Any]) -> dict[str, Any]:
+    """A stored signal as the import's fields; empty fields left out."""
+    column = {"source": "source_label", "summary": "summary_text", "url": "link"}
+    record: dict[str, Any] = {}
+    for name in EXPORT_ORDER:
+        value = row.get(column.get(name, name))
+        if name == "url":
+            value = value or row["url"]
+        if name in LIST_FIELDS:
+            value = json.loads(value) if value else []
+        if value not in (None, "", []):
+            record[name] = value
+    return record
+
+
+class _Dumper(yaml.SafeDumper):
+    pass
+
+
+def _text(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+    style = "|" if "\n" in value else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+
+_Dumper.add_representer(str, _text)
+
+
+def to_markdown(row: dict[str, Any]) -> str:
+    """One signal as a Markdown annotation file; importing it back changes nothing.
+
+    The body holds the editor's notes when the signal has a summary (the import reads a body
+    as notes then); otherwise the notes stay in the front matter.
+    """
+    record = to_record(row)
+    body = ""
+    if "summary" in record and "notes" in record:
+        body = record.pop("notes")
+    front = yaml.dump(record, Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=100)
+    return f"---\n{front}---\n" + (f"\n{body}\n" if body else "")
+
+
+def export_signals(rows: Iterable[dict[str, Any]], fmt: str) -> str:
+    """Signals as JSON Lines or a JSON list (Markdown is one file a signal: see to_markdown)."""
+    records = [to_record(row) for row in rows]
+    if fmt == "jsonl":
+        return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
+    if fmt == "json":
+        return json.dumps(records, ensure_ascii=False, indent=2) + "\n"
+    raise AnnotationError(f"unknown export format {fmt!r}: use md, json or jsonl")
+
+
+def markdown_name(row: dict[str, Any]) -> str:
+    """A stable file name for a signal's Markdown file."""
+    stem = row.get("arxiv_id") or f"signal-{row['id']}"
+    return f"{str(stem).replace('/', '_')}.md"
+
+
+def edit_text(store: Store, signal_id: int, text: str, *, where: str = "edited") -> ImportReport:
+    """Apply an edited Markdown form back to the signal it came from, all or nothing."""
+    data, positions, body = _front_matter(text, where)
+    record = Record(where, validate(data, where, positions), body or None)
+    # The form shows every field: one deleted from it is cleared, not left as it was.
+    cleared = set(EDITORIAL_FIELDS) - set(record.values) - ({"notes"} if body else set())
+    record.values.update(dict.fromkeys(cleared))
+    return apply_records(store, [record], target=signal_id)

@@ -194,7 +194,7 @@ def collect(
             result = _failed(store, source, SourceResult(source["name"]), str(fetched))
         else:
             result = store_fetched(store, source, fetched, now)
-        _log(result)
+        _log(result, logging.DEBUG if progress else logging.INFO)
         report.sources.append(result)
         if progress is not None:
             progress(result)
@@ -202,11 +202,19 @@ def collect(
     return report
 
 
-def _log(result: SourceResult) -> None:
+def _log(result: SourceResult, level: int) -> None:
+    """Log each source's outcome; with a live display (progress) only at debug level."""
+    alarm = logging.WARNING if level > logging.DEBUG else logging.DEBUG
     if result.error:
-        log.warning("source %s failed: %s", result.name, result.error)
+        log.log(
+            alarm,
+            "source %s failed: %s",
+            result.name,
+            result.error,
+        )
         return
-    log.info(
+    log.log(
+        level,
         "source %s (%s): %d new, %d updated, %d unchanged",
         result.name,
         result.status,
@@ -215,4 +223,4 @@ def _log(result: SourceResult) -> None:
         result.unchanged,
     )
     for warning in result.warnings:
-        log.warning("%s", warning)
+        log.log(alarm, "%s", warning)

@@ -8,8 +8,10 @@ from pathlib import Path
 import click
 
 from newsletter.cli.base import PARTIAL, App, cli, pass_app
+from newsletter.collect import SourceResult
 from newsletter.collect import collect as run_collect
-from newsletter.sources_file import read_sources_file
+from newsletter.errors import FeedError
+from newsletter.sources_file import check_source, load_sources
 
 
 @cli.command()
@@ -20,22 +22,42 @@ def init(app: App) -> None:
     click.echo(f"database ready: {app.settings.db} (schema {store.schema_version()[-1]})")
 
 
+def _line(result: SourceResult) -> str:
+    if result.error:
+        return f"✗ {result.name}: {result.error}"
+    if result.status in ("not-modified", "unchanged"):
+        why = "304 Not Modified" if result.status == "not-modified" else "same content as last time"
+        return f"= {result.name}: unchanged ({why})"
+    return (
+        f"✓ {result.name}: {result.new} new, {result.updated} updated, {result.unchanged} unchanged"
+    )
+
+
 @cli.command()
+@click.option(
+    "--source",
+    "names",
+    multiple=True,
+    metavar="NAME",
+    help="Collect only this source (repeatable; disabled ones too).",
+)
 @pass_app
-def collect(app: App) -> None:
+def collect(app: App, names: tuple[str, ...]) -> None:
     """Fetch every enabled source and store its items as signals.
 
-    A broken source is reported and skipped; the others still land. Exit code 3 when any failed.
+    Sources are fetched concurrently; each line appears as its source lands. A broken source
+    is reported with its reason and skipped; the others still land. Exit code 3 when any failed.
     """
-    report = run_collect(app.store)
-    for result in report.sources:
-        if result.error:
-            click.echo(f"✗ {result.name}: {result.error}", err=True)
-        else:
-            click.echo(
-                f"✓ {result.name}: {result.new} new, {result.updated} updated,"
-                f" {result.unchanged} unchanged"
-            )
+
+    def progress(result: SourceResult) -> None:
+        click.echo(_line(result), err=bool(result.error))
+        for warning in result.warnings:
+            click.echo(f"  ! {warning}", err=True)
+
+    report = run_collect(app.store, names=list(names) or None, progress=progress)
+    if not report.sources:
+        click.echo("no enabled sources: add one with `newsletter sources add NAME URL`")
+        return
     click.echo(
         f"{len(report.sources)} sources, {report.new} new signals,"
         f" {report.updated} updated, {len(report.failed)} failed"
@@ -46,7 +68,7 @@ def collect(app: App) -> None:
 
 @cli.group()
 def sources() -> None:
-    """The feeds to collect."""
+    """The feeds to collect: add, list, enable, disable, remove, or load from a file."""
 
 
 @sources.command("add")
@@ -57,22 +79,26 @@ def sources() -> None:
 @pass_app
 def sources_add(app: App, name: str, url: str, category: str | None, label: str | None) -> None:
     """Add a source (an http(s) feed URL, a file: URL or a path), or update one by NAME."""
+    check_source(name, url, category, label)
+    existed = app.store.sources.get(name) is not None
     app.store.sources.add(name, url, category=category, label=label)
-    click.echo(f"source {name}: {url}")
+    click.echo(f"source {name} {'updated' if existed else 'added'}: {url}")
 
 
 @sources.command("load")
 @click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--prune", is_flag=True, help="Also remove sources that the file no longer lists.")
 @pass_app
-def sources_load(app: App, path: Path) -> None:
-    """Add or update every source of a TOML sources file ([[source]] tables)."""
-    specs = read_sources_file(path)
-    with app.store.transaction():
-        for spec in specs:
-            app.store.sources.add(
-                spec.name, spec.url, category=spec.category, label=spec.label, enabled=spec.enabled
-            )
-    click.echo(f"{len(specs)} sources loaded from {path}")
+def sources_load(app: App, path: Path, prune: bool) -> None:
+    """Add or update every source of a TOML ([[source]]) or YAML (sources:) file.
+
+    The whole file is checked first; one bad entry and nothing changes.
+    """
+    report = load_sources(app.store, path, prune=prune)
+    click.echo(
+        f"{path}: {len(report.added)} added, {len(report.updated)} updated"
+        + (f", {len(report.removed)} removed" if prune else "")
+    )
 
 
 @sources.command("list")
@@ -83,10 +109,55 @@ def sources_list(app: App) -> None:
     if not rows:
         click.echo("no sources yet: add one with `newsletter sources add NAME URL`")
         return
+    counts = app.store.sources.signal_counts()
+    width = max(len("NAME"), *(len(r["name"]) for r in rows))
+    click.echo(
+        f"{'NAME':<{width}}  {'STATE':<8}  {'LAST FETCH (UTC)':<19}  {'STATUS':<16}"
+        f"  {'ITEMS':>5}  {'SIGNALS':>7}  {'ERRORS':>6}  URL"
+    )
     for row in rows:
         state = "enabled" if row["enabled"] else "disabled"
+        fetched = (row["last_fetched_at"] or "never")[:19].replace("T", " ")
         click.echo(
-            f"{row['name']:<20} {state:<8} {row['last_status'] or 'never':<16}"
-            f" {row['item_count']:>5} items  {row['consecutive_errors']} errors"
-            f"  {row['last_fetched_at'] or '-'}  {row['url']}"
+            f"{row['name']:<{width}}  {state:<8}  {fetched:<19}  {row['last_status'] or '-':<16}"
+            f"  {row['item_count']:>5}  {counts.get(row['id'], 0):>7}"
+            f"  {row['consecutive_errors']:>6}  {row['url']}"
         )
+        if row["last_error"] and row["last_status"] == "error":
+            click.echo(f"{'':<{width}}  last error: {row['last_error']}")
+
+
+def _toggle(app: App, names: tuple[str, ...], enabled: bool) -> None:
+    with app.store.transaction():
+        for name in names:
+            if not app.store.sources.set_enabled(name, enabled):
+                raise FeedError(f"no source named {name!r} (see `newsletter sources list`)")
+    click.echo(f"{'enabled' if enabled else 'disabled'}: {', '.join(names)}")
+
+
+@sources.command("enable")
+@click.argument("names", nargs=-1, required=True)
+@pass_app
+def sources_enable(app: App, names: tuple[str, ...]) -> None:
+    """Collect these sources again."""
+    _toggle(app, names, True)
+
+
+@sources.command("disable")
+@click.argument("names", nargs=-1, required=True)
+@pass_app
+def sources_disable(app: App, names: tuple[str, ...]) -> None:
+    """Stop collecting these sources; their signals stay."""
+    _toggle(app, names, False)
+
+
+@sources.command("remove")
+@click.argument("names", nargs=-1, required=True)
+@pass_app
+def sources_remove(app: App, names: tuple[str, ...]) -> None:
+    """Forget these sources; signals already collected from them stay."""
+    with app.store.transaction():
+        for name in names:
+            if not app.store.sources.remove(name):
+                raise FeedError(f"no source named {name!r} (see `newsletter sources list`)")
+    click.echo(f"removed: {', '.join(names)}")
