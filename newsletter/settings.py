@@ -101,6 +101,10 @@ def _optional_address(value: str) -> str:
     return _address(value) if value.strip() else ""
 
 
+def _optional_path(value: str) -> Path | None:
+    return Path(value.strip()).expanduser() if value.strip() else None
+
+
 def _url(value: str) -> str:
     parts = urlsplit(value.strip())
     if parts.scheme not in {"http", "https"} or not parts.netloc:
@@ -374,6 +378,102 @@ SETTINGS: tuple[Spec, ...] = (
         "Resend webhook signing secret, whsec_... (empty: webhook off)",
         secret=True,
     ),
+    Spec(
+        "smtp_verify",
+        "NEWSLETTER_SMTP_VERIFY",
+        "true",
+        _bool,
+        "verify the SMTP server's TLS certificate and host name (turn off only for a test server)",
+    ),
+    Spec(
+        "smtp_timeout", "NEWSLETTER_SMTP_TIMEOUT", "30", _float(1), "SMTP socket timeout, seconds"
+    ),
+    Spec(
+        "smtp_messages_per_connection",
+        "NEWSLETTER_SMTP_MESSAGES_PER_CONNECTION",
+        "100",
+        _int(1),
+        "messages sent over one SMTP connection before it is reopened",
+    ),
+    Spec(
+        "dkim_key_file",
+        "NEWSLETTER_DKIM_KEY_FILE",
+        "",
+        _optional_path,
+        "PEM RSA private key to DKIM-sign SMTP mail with (empty: no signing)",
+    ),
+    Spec("dkim_selector", "NEWSLETTER_DKIM_SELECTOR", "", _text, "DKIM selector (s=)"),
+    Spec(
+        "dkim_domain",
+        "NEWSLETTER_DKIM_DOMAIN",
+        "",
+        _text,
+        "DKIM signing domain (d=; empty: the From domain)",
+    ),
+    Spec(
+        "retry_limit",
+        "NEWSLETTER_RETRY_LIMIT",
+        "5",
+        _int(1, 50),
+        "attempts per message on temporary failures before it is recorded failed",
+    ),
+    Spec(
+        "retry_backoff",
+        "NEWSLETTER_RETRY_BACKOFF",
+        "2",
+        _float(0),
+        "seconds before the first retry; doubles each attempt, with jitter",
+    ),
+    Spec(
+        "retry_max_delay",
+        "NEWSLETTER_RETRY_MAX_DELAY",
+        "120",
+        _float(0),
+        "longest wait between attempts, seconds (caps Retry-After too)",
+    ),
+    Spec(
+        "send_lease",
+        "NEWSLETTER_SEND_LEASE",
+        "60",
+        _float(1),
+        "seconds a send holds its dispatch without renewing (a killed run frees it after this)",
+    ),
+    Spec("http_timeout", "NEWSLETTER_HTTP_TIMEOUT", "30", _float(1), "email API timeout, seconds"),
+    Spec(
+        "postmark_stream",
+        "NEWSLETTER_POSTMARK_STREAM",
+        "broadcast",
+        _text,
+        "Postmark message stream (broadcast for newsletters)",
+    ),
+    Spec(
+        "postmark_api_url",
+        "NEWSLETTER_POSTMARK_API_URL",
+        "https://api.postmarkapp.com",
+        _url,
+        "Postmark API base URL",
+    ),
+    Spec(
+        "sendgrid_api_url",
+        "NEWSLETTER_SENDGRID_API_URL",
+        "https://api.sendgrid.com",
+        _url,
+        "SendGrid API base URL",
+    ),
+    Spec(
+        "mailgun_api_url",
+        "NEWSLETTER_MAILGUN_API_URL",
+        "https://api.mailgun.net",
+        _url,
+        "Mailgun API base URL (EU: https://api.eu.mailgun.net)",
+    ),
+    Spec(
+        "resend_api_url",
+        "NEWSLETTER_RESEND_API_URL",
+        "https://api.resend.com",
+        _url,
+        "Resend API base URL",
+    ),
 )
 
 
@@ -423,6 +523,22 @@ class Settings:
     sendgrid_webhook_key: str
     mailgun_webhook_key: str = field(repr=False)
     resend_webhook_secret: str = field(repr=False)
+    smtp_verify: bool
+    smtp_timeout: float
+    smtp_messages_per_connection: int
+    dkim_key_file: Path | None
+    dkim_selector: str
+    dkim_domain: str
+    retry_limit: int
+    retry_backoff: float
+    retry_max_delay: float
+    send_lease: float
+    http_timeout: float
+    postmark_stream: str
+    postmark_api_url: str
+    sendgrid_api_url: str
+    mailgun_api_url: str
+    resend_api_url: str
 
     @property
     def from_email(self) -> str:

@@ -1,35 +1,176 @@
-"""`newsletter send`."""
+"""`newsletter send`, `newsletter weekly` and `newsletter deliveries`."""
 
 from __future__ import annotations
 
+import logging
+import signal
 import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
 import click
 
 from newsletter.cli.base import PARTIAL, App, cli, pass_app, week_option
-from newsletter.deliver import send_dispatch
+from newsletter.deliver import DeliveryReport, Progress, ProgressCallback, send_dispatch
+from newsletter.errors import DispatchError
 from newsletter.senders import make_sender
+from newsletter.weekly import cron_line, run_weekly, systemd_units
+
+log = logging.getLogger("newsletter.send")
+
+
+@contextmanager
+def _stop_on_sigterm() -> Iterator[threading.Event]:
+    """SIGTERM (systemd stop, kill) finishes the messages in flight, then stops cleanly."""
+    stop = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield stop
+        return
+    previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        yield stop
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+@contextmanager
+def _progress_display(quiet: bool) -> Iterator[ProgressCallback | None]:
+    """A rich progress bar on a terminal; plain log lines every few seconds otherwise."""
+    if quiet:
+        yield None
+        return
+    if sys.stderr.isatty():
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            TextColumn,
+            TimeRemainingColumn,
+        )
+        from rich.progress import Progress as Bar
+
+        with Bar(
+            TextColumn("sending"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[failed]} failed · {task.fields[rate]:.0f}/s"),
+            TimeRemainingColumn(),
+            transient=True,
+        ) as bar:
+            task = bar.add_task("send", total=None, failed=0, rate=0.0)
+
+            def update(p: Progress) -> None:
+                bar.update(task, total=p.total, completed=p.done, failed=p.failed, rate=p.rate)
+
+            yield update
+        return
+    last = [0.0]
+
+    def line(p: Progress) -> None:
+        now = time.monotonic()
+        if now - last[0] < 5 and p.done < p.total:
+            return
+        last[0] = now
+        eta = f", about {p.eta:.0f} s left" if p.eta is not None else ""
+        log.info(
+            "%d/%d handed over: %d sent, %d failed, %.0f/s%s",
+            p.done,
+            p.total,
+            p.sent,
+            p.failed,
+            p.rate,
+            eta,
+        )
+
+    yield line
+
+
+def _summary(report: DeliveryReport) -> None:
+    """The closing lines of a run; failures go to stderr, at most 20 of them."""
+    if report.already_sent:
+        click.echo(f"dispatch {report.week} was already sent; nothing to do")
+        return
+    if report.dry_run:
+        click.echo(
+            f"dispatch {report.week}: {report.sent} messages built (dry run), none sent"
+            f" ({report.elapsed:.1f} s)"
+        )
+        return
+    parts = [f"{report.sent} sent", f"{report.failed} failed"]
+    if report.unknown:
+        parts.append(f"{report.unknown} unknown (in flight when a run stopped; not re-sent)")
+    if report.bounced:
+        parts.append(f"{report.bounced} hard bounces marked bounced")
+    if report.remaining:
+        parts.append(f"{report.remaining} still queued")
+    click.echo(f"dispatch {report.week}: " + ", ".join(parts) + f" in {report.elapsed:.1f} s")
+    for error in report.errors[:20]:
+        click.echo(f"  {error}", err=True)
+    if len(report.errors) > 20:
+        click.echo(f"  ... and {len(report.errors) - 20} more: `newsletter deliveries`", err=True)
+    if report.unknown:
+        click.echo(
+            "  unknown deliveries may or may not have reached the reader; "
+            "`newsletter send --retry-unknown` sends them again",
+            err=True,
+        )
+    if report.stopped:
+        click.echo("  stopped before the end: run `newsletter send` again to resume", err=True)
+
+
+def preflight(app: App, week_text: str | None) -> None:
+    """Hook for pre-flight checks before anything is sent (the `check` command plugs in here)."""
 
 
 @cli.command()
 @week_option
 @click.option("--dry-run", is_flag=True, help="Build every message, send none.")
-@click.option("--force", "force_unapproved", is_flag=True, help="Send even if not approved.")
+@click.option(
+    "--unapproved",
+    "force_unapproved",
+    is_flag=True,
+    help="Send even if the editor has not approved the dispatch.",
+)
+@click.option(
+    "--limit",
+    type=click.IntRange(min=1),
+    metavar="N",
+    help="Hand over at most N messages this run (the rest stay queued for the next run).",
+)
 @click.option(
     "--retry-unknown",
     is_flag=True,
     help="Also send to those whose hand-off was in flight when a run was killed (may duplicate).",
 )
+@click.option(
+    "--retry-failed", is_flag=True, help="Try the deliveries that failed in earlier runs again."
+)
 @pass_app
 def send(
-    app: App, week_text: str | None, dry_run: bool, force_unapproved: bool, retry_unknown: bool
+    app: App,
+    week_text: str | None,
+    dry_run: bool,
+    force_unapproved: bool,
+    limit: int | None,
+    retry_unknown: bool,
+    retry_failed: bool,
 ) -> None:
     """Send the dispatch to every active subscriber, exactly once each.
 
-    Exit code 0 when everyone got it, 3 when some deliveries failed or are unknown.
+    Every delivery is recorded before and after its hand-off, so a killed run can simply be
+    started again. Exit code 0 when everyone was reached, 3 when some deliveries failed, are
+    unknown or the run was stopped, 1 when nothing could be sent.
     """
     week = app.week(week_text)
-    with make_sender(app.settings) as sender:
+    preflight(app, week_text)
+    quiet = logging.getLogger().getEffectiveLevel() > logging.INFO
+    with (
+        make_sender(app.settings) as sender,
+        _stop_on_sigterm() as stop,
+        _progress_display(quiet or dry_run) as progress,
+    ):
         report = send_dispatch(
             app.store,
             app.settings,
@@ -38,13 +179,95 @@ def send(
             dry_run=dry_run,
             force_unapproved=force_unapproved,
             retry_unknown=retry_unknown,
+            retry_failed=retry_failed,
+            limit=limit,
+            progress=progress,
+            stop=stop,
         )
-    if report.already_sent:
-        click.echo(f"dispatch {week} was already sent; nothing to do")
-        return
-    verb = "built (dry run)" if dry_run else "sent"
-    click.echo(f"dispatch {week}: {report.sent} {verb}, {report.failed} failed")
-    for error in report.errors[:20]:
-        click.echo(f"  {error}", err=True)
+    _summary(report)
     if not report.ok:
         sys.exit(PARTIAL)
+
+
+@cli.command()
+@click.option(
+    "--dry-run", is_flag=True, help="Collect and build, then build every message; send none."
+)
+@click.option("--no-collect", is_flag=True, help="Skip fetching the feeds.")
+@click.option("--print-cron", is_flag=True, help="Print a crontab line for this install and exit.")
+@click.option(
+    "--print-systemd",
+    is_flag=True,
+    help="Print a systemd service and timer for this install and exit.",
+)
+@pass_app
+def weekly(
+    app: App, dry_run: bool, no_collect: bool, print_cron: bool, print_systemd: bool
+) -> None:
+    """What cron runs: collect, build this week's dispatch, send it once approved.
+
+    Sends when the editor approved the dispatch, or when NEWSLETTER_AUTO_APPROVE is set. Safe
+    to run twice (a sent dispatch is left alone) and after a crash (the send resumes).
+    """
+    if print_cron or print_systemd:
+        workdir, executable = Path.cwd(), _executable()
+        env_file = app.env_file.resolve() if app.env_file and app.env_file.is_file() else None
+        if print_cron:
+            click.echo(cron_line(workdir, executable, env_file))
+        if print_systemd:
+            click.echo(systemd_units(workdir, executable, env_file))
+        return
+    quiet = logging.getLogger().getEffectiveLevel() > logging.INFO
+    with _stop_on_sigterm() as stop, _progress_display(quiet or dry_run) as progress:
+        report = run_weekly(
+            app.store,
+            app.settings,
+            lambda: make_sender(app.settings),
+            collect_feeds=not no_collect,
+            dry_run=dry_run,
+            progress=progress,
+            stop=stop,
+        )
+    for line in report.lines:
+        click.echo(line)
+    if report.delivery is not None:
+        _summary(report.delivery)
+    if not report.ok:
+        sys.exit(PARTIAL)
+
+
+def _executable() -> Path:
+    """This install's `newsletter` script (the one running now)."""
+    script = Path(sys.argv[0])
+    if script.name == "newsletter" and script.exists():
+        return script.resolve()
+    return Path(sys.executable).parent / "newsletter"
+
+
+@cli.command()
+@week_option
+@click.option(
+    "--limit", type=click.IntRange(min=0), default=50, show_default=True, help="Failures to list."
+)
+@pass_app
+def deliveries(app: App, week_text: str | None, limit: int) -> None:
+    """Counts by status for the week's dispatch, and the failures with their reasons."""
+    week = app.week(week_text)
+    row = app.store.dispatches.get(str(week))
+    if row is None:
+        raise DispatchError(f"no dispatch for {week}")
+    counts = app.store.deliveries.counts(row["id"])
+    click.echo(f"dispatch {week} ({row['status']}): {sum(counts.values())} deliveries")
+    for status, count in counts.items():
+        click.echo(f"  {status:<8} {count}")
+    failures = app.store.deliveries.failures(row["id"], limit=limit)
+    if failures:
+        click.echo("failures:")
+    for failure in failures:
+        click.echo(
+            f"  {failure['status']:<8} {failure['email']}  (attempts {failure['attempts']})"
+            f"  {failure['last_error'] or ''}"
+        )
+    missing = counts["failed"] + counts["unknown"] - len(failures)
+    if missing > 0:
+        click.echo(f"  ... and {missing} more (--limit)")

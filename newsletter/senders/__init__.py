@@ -2,17 +2,80 @@
 
 from __future__ import annotations
 
+import httpx
+
+from newsletter.dkim import DkimSigner
 from newsletter.errors import SettingsError
-from newsletter.senders.base import Sender, SendResult
+from newsletter.senders.base import Sender, SenderUnavailable, SendResult
 from newsletter.senders.file import FileSender
+from newsletter.senders.http import make_client
+from newsletter.senders.mailgun import MailgunSender
 from newsletter.senders.memory import MemorySender
+from newsletter.senders.postmark import PostmarkSender
+from newsletter.senders.resend import ResendSender
+from newsletter.senders.sendgrid import SendGridSender
+from newsletter.senders.smtp import SmtpConfig, SmtpSender
 from newsletter.settings import Settings
 
-__all__ = ["FileSender", "MemorySender", "SendResult", "Sender", "make_sender"]
+__all__ = [
+    "FileSender",
+    "MailgunSender",
+    "MemorySender",
+    "PostmarkSender",
+    "ResendSender",
+    "SendGridSender",
+    "SendResult",
+    "Sender",
+    "SenderUnavailable",
+    "SmtpConfig",
+    "SmtpSender",
+    "dkim_signer",
+    "make_sender",
+]
 
 
-def make_sender(settings: Settings) -> Sender:
+def dkim_signer(settings: Settings) -> DkimSigner | None:
+    """The DKIM signer the settings ask for, or None when no key file is set."""
+    if settings.dkim_key_file is None:
+        return None
+    return DkimSigner.from_file(
+        settings.dkim_key_file, settings.dkim_selector, settings.dkim_domain or settings.from_domain
+    )
+
+
+def make_sender(settings: Settings, *, transport: httpx.BaseTransport | None = None) -> Sender:
     """The sender `NEWSLETTER_SENDER` names, configured from the settings."""
-    if settings.sender == "file":
+    kind = settings.sender
+    if kind == "file":
         return FileSender(settings.outbox)
-    raise SettingsError(f"NEWSLETTER_SENDER: the {settings.sender!r} sender is not available yet")
+    if kind == "smtp":
+        config = SmtpConfig(
+            host=settings.smtp_host,
+            port=settings.smtp_port,
+            security=settings.smtp_security,
+            username=settings.smtp_username,
+            password=settings.smtp_password,
+            verify=settings.smtp_verify,
+            timeout=settings.smtp_timeout,
+            messages_per_connection=settings.smtp_messages_per_connection,
+        )
+        return SmtpSender(config, signer=dkim_signer(settings))
+
+    def client(base_url: str) -> httpx.Client:
+        return make_client(base_url, timeout=settings.http_timeout, transport=transport)
+
+    if kind == "postmark":
+        return PostmarkSender(
+            settings.postmark_token,
+            client(settings.postmark_api_url),
+            stream=settings.postmark_stream,
+        )
+    if kind == "sendgrid":
+        return SendGridSender(settings.sendgrid_key, client(settings.sendgrid_api_url))
+    if kind == "mailgun":
+        return MailgunSender(
+            settings.mailgun_key, settings.mailgun_domain, client(settings.mailgun_api_url)
+        )
+    if kind == "resend":
+        return ResendSender(settings.resend_key, client(settings.resend_api_url))
+    raise SettingsError(f"NEWSLETTER_SENDER: unknown sender {kind!r}")

@@ -13,6 +13,11 @@ from newsletter.errors import SendError
 from newsletter.message import Message
 
 
+class SenderUnavailable(SendError):
+    """The sender refused us as a whole (credentials, certificate, configuration): sending
+    stops at once instead of failing every subscriber one by one."""
+
+
 @dataclass(frozen=True)
 class SendResult:
     message: Message

@@ -1,15 +1,51 @@
-"""Queries on deliveries: a row per (dispatch, subscriber), written around each hand-off."""
+"""Queries on deliveries: a row per (dispatch, subscriber), written around each hand-off, and the
+lease that lets only one process send a dispatch at a time.
+"""
 
 from __future__ import annotations
 
+import os
+import socket
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from sqlite_utils import Database
 
 from newsletter.models import Subscriber
-from newsletter.store._rows import now_iso, rows
+from newsletter.store._rows import now_iso, one, rows
 
 STATUSES = ("queued", "sending", "sent", "failed", "unknown", "skipped")
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What became of one hand-off, recorded after the sender answered."""
+
+    delivery_id: int
+    status: str  # sent | failed
+    attempts: int = 1
+    provider_id: str | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class Lease:
+    dispatch_id: int
+    holder: str
+    host: str
+    pid: int
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 class Deliveries:
@@ -29,8 +65,8 @@ class Deliveries:
     def in_flight_to_unknown(self, dispatch_id: int) -> int:
         """Rows left 'sending' by a killed run: we cannot know if they went out."""
         return self.db.execute(
-            "UPDATE deliveries SET status = 'unknown', updated_at = ?"
-            " WHERE dispatch_id = ? AND status = 'sending'",
+            "UPDATE deliveries SET status = 'unknown', last_error = 'in flight when a run stopped',"
+            " updated_at = ? WHERE dispatch_id = ? AND status = 'sending'",
             [now_iso(), dispatch_id],
         ).rowcount
 
@@ -50,17 +86,19 @@ class Deliveries:
             [now_iso(), dispatch_id, status],
         ).rowcount
 
-    def next_queued(self, dispatch_id: int, limit: int) -> list[tuple[int, Subscriber]]:
-        """Queued deliveries whose subscriber is still active (an unsubscribe lands at once)."""
+    def next_queued(
+        self, dispatch_id: int, limit: int, *, after_id: int = 0
+    ) -> list[tuple[int, Subscriber]]:
+        """Queued deliveries whose subscriber is still active, in id order after `after_id`."""
         return [
             (r["delivery_id"], Subscriber.from_row(r))
             for r in rows(
                 self.db,
                 "SELECT d.id AS delivery_id, s.id, s.email, s.name, s.status"
                 " FROM deliveries d JOIN subscribers s ON s.id = d.subscriber_id"
-                " WHERE d.dispatch_id = ? AND d.status = 'queued' AND s.status = 'active'"
-                " ORDER BY d.id LIMIT ?",
-                [dispatch_id, limit],
+                " WHERE d.dispatch_id = ? AND d.status = 'queued' AND d.id > ?"
+                " AND s.status = 'active' ORDER BY d.id LIMIT ?",
+                [dispatch_id, after_id, limit],
             )
         ]
 
@@ -74,13 +112,36 @@ class Deliveries:
         )
         return cursor.rowcount == 1
 
-    def mark_sent(self, delivery_id: int, provider_message_id: str | None = None) -> None:
+    def claim(self, pairs: Sequence[tuple[int, str]]) -> set[int]:
+        """Mark many deliveries `sending` in one durable commit; return the ids claimed."""
+        claimed = set()
+        with self.db.atomic():
+            for delivery_id, message_id in pairs:
+                if self.mark_sending(delivery_id, message_id):
+                    claimed.add(delivery_id)
+        return claimed
+
+    def record(self, outcomes: Iterable[Outcome]) -> None:
+        """Write what the sender answered, in one commit."""
         now = now_iso()
-        self.db.execute(
-            "UPDATE deliveries SET status = 'sent', provider_message_id = ?, last_error = NULL,"
-            " sent_at = ?, updated_at = ? WHERE id = ?",
-            [provider_message_id, now, now, delivery_id],
-        )
+        with self.db.atomic():
+            for o in outcomes:
+                self.db.execute(
+                    "UPDATE deliveries SET status = ?, provider_message_id = ?, last_error = ?,"
+                    " attempts = attempts + ?, sent_at = ?, updated_at = ? WHERE id = ?",
+                    [
+                        o.status,
+                        o.provider_id,
+                        (o.error or "")[:1000] or None,
+                        max(o.attempts - 1, 0),
+                        now if o.status == "sent" else None,
+                        now,
+                        o.delivery_id,
+                    ],
+                )
+
+    def mark_sent(self, delivery_id: int, provider_message_id: str | None = None) -> None:
+        self.record([Outcome(delivery_id, "sent", provider_id=provider_message_id)])
 
     def mark_failed(self, delivery_id: int, error: str, *, retry: bool) -> None:
         self.db.execute(
@@ -97,12 +158,61 @@ class Deliveries:
         )
         return {status: found.get(status, 0) for status in STATUSES}
 
-    def failures(self, dispatch_id: int) -> list[dict[str, Any]]:
+    def failures(self, dispatch_id: int, limit: int | None = None) -> list[dict[str, Any]]:
+        """Failed and unknown deliveries with their reasons, oldest first."""
         return list(
             rows(
                 self.db,
                 "SELECT d.*, s.email FROM deliveries d JOIN subscribers s ON s.id = d.subscriber_id"
-                " WHERE d.dispatch_id = ? AND d.status IN ('failed', 'unknown') ORDER BY d.id",
-                [dispatch_id],
+                " WHERE d.dispatch_id = ? AND d.status IN ('failed', 'unknown') ORDER BY d.id"
+                " LIMIT ?",
+                [dispatch_id, -1 if limit is None else limit],
             )
         )
+
+    # -- the lease: one sending process per dispatch ------------------------------------------
+
+    def acquire_lease(self, dispatch_id: int, ttl: float) -> Lease | None:
+        """Take the dispatch's lease, or None while another live process holds it.
+
+        A lease expires `ttl` seconds after its last renewal; one left by a dead process on this
+        host is taken at once, so a restart after a crash need not wait.
+        """
+        host, pid = socket.gethostname(), os.getpid()
+        holder = f"{host}:{pid}:{os.urandom(4).hex()}"
+        current = self.lease_of(dispatch_id)
+        stale = ""
+        if current and current["host"] == host and not _pid_alive(current["pid"]):
+            stale = current["holder"]
+        now = time.time()
+        self.db.execute(
+            "INSERT INTO delivery_leases (dispatch_id, holder, host, pid, acquired_at, expires_at)"
+            " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(dispatch_id) DO UPDATE SET"
+            " holder = excluded.holder, host = excluded.host, pid = excluded.pid,"
+            " acquired_at = excluded.acquired_at, expires_at = excluded.expires_at"
+            " WHERE delivery_leases.expires_at < ? OR delivery_leases.holder = ?",
+            [dispatch_id, holder, host, pid, now_iso(), now + ttl, now, stale],
+        )
+        got = self.lease_of(dispatch_id)
+        if got is None or got["holder"] != holder:
+            return None
+        return Lease(dispatch_id, holder, host, pid)
+
+    def renew_lease(self, lease: Lease, ttl: float) -> bool:
+        """Extend the lease; False when it was lost (expired and taken by another process)."""
+        return (
+            self.db.execute(
+                "UPDATE delivery_leases SET expires_at = ? WHERE dispatch_id = ? AND holder = ?",
+                [time.time() + ttl, lease.dispatch_id, lease.holder],
+            ).rowcount
+            == 1
+        )
+
+    def release_lease(self, lease: Lease) -> None:
+        self.db.execute(
+            "DELETE FROM delivery_leases WHERE dispatch_id = ? AND holder = ?",
+            [lease.dispatch_id, lease.holder],
+        )
+
+    def lease_of(self, dispatch_id: int) -> dict[str, Any] | None:
+        return one(self.db, "SELECT * FROM delivery_leases WHERE dispatch_id = ?", [dispatch_id])

@@ -179,3 +179,21 @@ def m003_subscribers_web(db: Database) -> None:
         )
         """,
     )
+
+
+@MIGRATIONS(name="m004_deliveries_lease")
+def m004_deliveries_lease(db: Database) -> None:
+    # One row per dispatch being sent: two `send` processes cannot both hold it.
+    _run(
+        db,
+        """
+        CREATE TABLE delivery_leases (
+            dispatch_id INTEGER PRIMARY KEY REFERENCES dispatches(id) ON DELETE CASCADE,
+            holder TEXT NOT NULL,
+            host TEXT NOT NULL,
+            pid INTEGER NOT NULL,
+            acquired_at TEXT NOT NULL,
+            expires_at REAL NOT NULL
+        )
+        """,
+    )

@@ -1,0 +1,78 @@
+"""What the HTTP API senders share: one httpx client, and the mapping of HTTP answers and
+transport errors onto temporary / permanent failures, with Retry-After honoured.
+"""
+
+from __future__ import annotations
+
+import time
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+import httpx
+
+from newsletter import __version__
+from newsletter.errors import PermanentSendError, SendError, TemporarySendError
+from newsletter.senders.base import SenderUnavailable
+
+USER_AGENT = f"newsletter/{__version__}"
+
+
+def make_client(
+    base_url: str, *, timeout: float = 30.0, transport: httpx.BaseTransport | None = None
+) -> httpx.Client:
+    """One pooled client per sender; a transport can be passed in (tests use MockTransport)."""
+    return httpx.Client(
+        base_url=base_url,
+        timeout=httpx.Timeout(timeout),
+        transport=transport,
+        headers={"User-Agent": USER_AGENT},
+        limits=httpx.Limits(max_connections=64, max_keepalive_connections=64),
+    )
+
+
+def post(client: httpx.Client, provider: str, url: str, **kwargs: Any) -> httpx.Response:
+    """POST, turning timeouts and network errors into temporary failures."""
+    try:
+        return client.post(url, **kwargs)
+    except httpx.TimeoutException as exc:
+        raise TemporarySendError(f"{provider}: timed out ({type(exc).__name__})") from None
+    except httpx.TransportError as exc:
+        raise TemporarySendError(f"{provider}: {type(exc).__name__}: {exc}") from None
+
+
+def retry_after(response: httpx.Response, now: float | None = None) -> float | None:
+    """Seconds to wait from Retry-After (seconds or an HTTP date) or a reset timestamp."""
+    value = response.headers.get("Retry-After")
+    if value:
+        value = value.strip()
+        if value.isdigit():
+            return float(value)
+        try:
+            when = parsedate_to_datetime(value).timestamp()
+        except (TypeError, ValueError):
+            return None
+        return max(0.0, when - (time.time() if now is None else now))
+    reset = response.headers.get("X-RateLimit-Reset")  # SendGrid: Unix time of the reset
+    if reset and reset.strip().isdigit():
+        return max(0.0, float(reset) - (time.time() if now is None else now))
+    return None
+
+
+def error_for(response: httpx.Response, provider: str, detail: str, credential: str) -> SendError:
+    """The failure an unsuccessful answer means: 429/5xx temporary, 401/403 stop, else permanent."""
+    status = response.status_code
+    text = f"{provider}: HTTP {status}: {detail}".strip().rstrip(":")
+    if status in (401, 403):
+        return SenderUnavailable(
+            f"{provider}: HTTP {status}: credentials refused; check {credential}"
+        )
+    if status in (408, 409, 429) or status >= 500:
+        return TemporarySendError(text, retry_after=retry_after(response))
+    return PermanentSendError(text)
+
+
+def json_or_empty(response: httpx.Response) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        return {}
