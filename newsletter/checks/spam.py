@@ -76,7 +76,8 @@ def check_spam(message: Parsed, binary: str | None) -> list[Finding]:
         return [warning("spam", f"spam score not checked: {exc}", INSTALL)]
     fired = [r for r in result.rules if r.points != 0]
     rules = ", ".join(f"{r.name} {r.points:+.1f} ({r.description})" for r in fired) or "none"
-    text = f"SpamAssassin score {result.score:.1f} (spam at {result.required:.1f}); rules: {rules}"
+    score = round(result.score, 1) or 0.0  # SpamAssassin prints -0.0 when only -0.0 rules fire
+    text = f"SpamAssassin score {score:.1f} (spam at {result.required:.1f}); rules: {rules}"
     fix = "rework what the rules above flag (wording, images, hidden text, links)"
     if result.score >= result.required:
         return [error("spam", text, fix)]
