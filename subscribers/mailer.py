@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 
 from newsletter.senders.base import Sender
 from newsletter.settings import Settings
@@ -28,9 +29,25 @@ class Mailer:
         self.stores = stores
         self.make_sender = make_sender
         self.pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="notices")
+        self._pending: set[Future[None]] = set()
+        self._lock = threading.Lock()
 
     def submit(self, notice: Notice) -> Future[None]:
-        return self.pool.submit(self._send, notice)
+        future = self.pool.submit(self._send, notice)
+        with self._lock:
+            self._pending.add(future)
+        future.add_done_callback(self._done)
+        return future
+
+    def _done(self, future: Future[None]) -> None:
+        with self._lock:
+            self._pending.discard(future)
+
+    def drain(self, timeout: float = 30.0) -> None:
+        """Wait until every notice handed over so far has been sent (or has failed)."""
+        with self._lock:
+            pending = list(self._pending)
+        wait(pending, timeout=timeout)
 
     def _send(self, notice: Notice) -> None:
         try:
