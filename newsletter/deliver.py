@@ -154,6 +154,8 @@ def hand_over(
             answered = [SendResult(m, error=exc) for m in batch]
         retry, retry_after = [], None
         for i, result in zip(pending, answered, strict=True):
+            if isinstance(result.error, SenderUnavailable):
+                raise result.error
             results[i], attempts[i] = result, attempt
             if isinstance(result.error, TemporarySendError):
                 retry.append(i)

@@ -74,6 +74,7 @@ class SmtpSender(Sender):
                 smtp = smtplib.SMTP(c.host, c.port, c.local_hostname, timeout=c.timeout)
                 if c.security == "starttls":
                     smtp.starttls(context=self._tls_context())
+            smtp.ehlo_or_helo_if_needed()
             if c.username:
                 smtp.login(c.username, c.password)
         except ssl.SSLCertVerificationError as exc:
@@ -141,6 +142,8 @@ class SmtpSender(Sender):
         try:
             connection = self._connection()
             provider_id = self._transact(connection.smtp, message, data)
+        except SenderUnavailable:
+            raise
         except SendError as exc:
             return SendResult(message, error=exc)
         except (OSError, smtplib.SMTPException) as exc:
