@@ -37,7 +37,7 @@ NOTICE_EVERY = 3600.0
 
 
 def normalise_email(raw: str, *, check_deliverability: bool = False) -> str:
-    """The address as we store it (lower-cased domain, IDN handled); SubscriberError if invalid."""
+    """The address as we store it (lower case, IDN in Unicode); SubscriberError if invalid."""
     text = (raw or "").strip()
     if len(text) > MAX_EMAIL:
         raise SubscriberError(f"invalid address: longer than {MAX_EMAIL} characters")
@@ -47,7 +47,8 @@ def normalise_email(raw: str, *, check_deliverability: bool = False) -> str:
         info = validate_email(text, check_deliverability=check_deliverability)
     except EmailNotValidError as exc:
         raise SubscriberError(f"invalid address {text!r}: {exc}") from None
-    return info.normalized
+    # Local parts are case-sensitive on paper and never in practice; one person, one row.
+    return info.normalized.lower()
 
 
 def clean_name(raw: str | None) -> str | None:

@@ -142,9 +142,9 @@ def test_a_huge_post_is_refused_before_it_is_read(live: Live) -> None:
 @pytest.mark.parametrize(
     ("given", "stored"),
     [
-        ("Zoë@Exämple.org", "Zoë@exämple.org"),
+        ("Zoë@Exämple.org", "zoë@exämple.org"),
         ("user@xn--bcher-kva.example", "user@bücher.example"),
-        ("  Mixed.Case@EXAMPLE.org ", "Mixed.Case@example.org"),
+        ("  Mixed.Case@EXAMPLE.org ", "mixed.case@example.org"),
     ],
 )
 def test_unicode_and_idn_addresses_are_normalised(live: Live, given: str, stored: str) -> None:

@@ -109,7 +109,7 @@ def subscribers_import(
 def subscribers_export(app: App, status: str | None, output: Path | None) -> None:
     """Write subscribers as CSV, with their consent records."""
     if output is None:
-        export_csv(app.store, click.get_text_stream("stdout"), status=status)
+        export_csv(app.store, sys.stdout, status=status)
         return
     partial = output.with_name(output.name + ".part")
     with open(partial, "w", newline="", encoding="utf-8") as handle:
