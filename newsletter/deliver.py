@@ -165,10 +165,7 @@ def hand_over(
             break
         delay = policy.delay(attempt, retry_after)
         log.info("%d temporary failures; retrying in %.1f s", len(retry), delay)
-        if stop is not None:
-            stop.wait(delay)
-        else:
-            sleep(delay)
+        sleep(delay)
         pending = retry
     return [(r, n) for r, n in zip(results, attempts, strict=True) if r is not None]
 
@@ -221,7 +218,7 @@ def send_dispatch(
     limit: int | None = None,
     progress: ProgressCallback | None = None,
     stop: threading.Event | None = None,
-    sleep: Callable[[float], None] = time.sleep,
+    sleep: Callable[[float], None] | None = None,
 ) -> DeliveryReport:
     """Send the week's dispatch to every active subscriber not yet sent it."""
     report = DeliveryReport(str(week), dry_run=dry_run)
@@ -317,9 +314,15 @@ class _Run:
         self.report.total = queued if limit is None else min(queued, limit)
 
     def loop(
-        self, *, limit: int | None, progress: ProgressCallback | None, sleep: Callable
+        self,
+        *,
+        limit: int | None,
+        progress: ProgressCallback | None,
+        sleep: Callable[[float], None] | None,
     ) -> None:
         settings, report = self.settings, self.report
+        # backoff waits end early when the run is told to stop
+        pause = sleep or (lambda seconds: self.stop.wait(seconds) and None)
         chunk = max(1, self.sender.batch_size)
         window = settings.concurrency * (2 if chunk == 1 else 1)
         bucket = TokenBucket(settings.rate)
@@ -357,7 +360,7 @@ class _Run:
                             self.sender,
                             [m for _, _, m in items],
                             self.policy,
-                            sleep=sleep,
+                            sleep=pause,
                             stop=self.stop,
                         )
                         pending[future] = items
