@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import UTC, datetime
 
 from newsletter.errors import DispatchError
@@ -43,6 +44,8 @@ def build_dispatch(store: Store, settings: Settings, week: Week) -> Dispatch:
         sections = group_sections(chosen, settings.sections)
         ordered = [s for section in sections for s in section.signals]
         store.dispatches.set_selection(row["id"], [(s.id, s.category or "") for s in ordered])
+        store.dispatches.hold_issue_number(row["id"], bool(ordered))
+        row = store.dispatches.get_by_id(row["id"]) or row
         changes = {}
         if not row["subject_set"]:
             changes["subject"] = default_subject(chosen, settings.name, row["issue_number"])
@@ -93,3 +96,96 @@ def approve(store: Store, settings: Settings, week: Week) -> Dispatch:
     store.dispatches.update(dispatch.id, status="approved")
     store.events.log("dispatch.approved", "dispatch", dispatch.id, week=str(week))
     return load_dispatch(store, settings, week)  # type: ignore[return-value]
+
+
+def _editable(store: Store, settings: Settings, week: Week) -> Dispatch:
+    """The week's draft (built first if there is none); a frozen dispatch refuses changes."""
+    dispatch = load_dispatch(store, settings, week)
+    if dispatch is None:
+        dispatch = build_dispatch(store, settings, week)
+    if dispatch.status in ("sending", "sent"):
+        raise DispatchError(f"dispatch {week} is {dispatch.status}: it is frozen")
+    return dispatch
+
+
+def choose(
+    store: Store,
+    settings: Settings,
+    week: Week,
+    signal_ids: Iterable[int],
+    *,
+    pin: bool = False,
+    drop: bool = False,
+    undo: bool = False,
+) -> Dispatch:
+    """Pin or drop signals (or undo either), then rebuild: a rebuild keeps every choice."""
+    if pin == drop:
+        raise ValueError("choose either pin or drop")
+    dispatch = _editable(store, settings, week)
+    ids = list(dict.fromkeys(signal_ids))
+    missing = [i for i in ids if store.signals.get(i) is None]
+    if missing:
+        raise DispatchError(f"no signal with id {', '.join(map(str, missing))}")
+    pinned, dropped = store.dispatches.editor_choices(dispatch.id)
+    with store.transaction():
+        for signal_id in ids:
+            is_pinned, is_dropped = signal_id in pinned, signal_id in dropped
+            if undo:
+                is_pinned, is_dropped = is_pinned and not pin, is_dropped and not drop
+            else:  # pinning a dropped signal brings it back, and the other way round
+                is_pinned, is_dropped = pin, drop
+            store.dispatches.set_choice(
+                dispatch.id, signal_id, pinned=is_pinned, dropped=is_dropped
+            )
+        what = ("unpin" if undo else "pin") if pin else ("undrop" if undo else "drop")
+        store.events.log(f"dispatch.{what}", "dispatch", dispatch.id, signals=ids)
+    return build_dispatch(store, settings, week)
+
+
+MAX_SUBJECT = 200
+MAX_PREHEADER = 250
+MAX_NOTE = 10_000
+
+
+def edit_text(
+    store: Store,
+    settings: Settings,
+    week: Week,
+    *,
+    subject: str | None = None,
+    preheader: str | None = None,
+    note: str | None = None,
+) -> Dispatch:
+    """Set the subject, preheader or editor's note; an empty value returns to the generated one."""
+    changes: dict[str, object] = {}
+    for field_name, value, limit in (
+        ("subject", subject, MAX_SUBJECT),
+        ("preheader", preheader, MAX_PREHEADER),
+    ):
+        if value is None:
+            continue
+        value = value.strip()
+        if any(ch in value for ch in "\r\n\x00"):
+            raise DispatchError(f"{field_name}: must be one line (no line breaks)")
+        if len(value) > limit:
+            raise DispatchError(f"{field_name}: at most {limit} characters, got {len(value)}")
+        changes[field_name] = value
+        changes[f"{field_name}_set"] = int(bool(value))
+    if note is not None:
+        if len(note) > MAX_NOTE:
+            raise DispatchError(f"note: at most {MAX_NOTE} characters, got {len(note)}")
+        changes["note"] = note.strip() or None
+    dispatch = _editable(store, settings, week)
+    if not changes:
+        return dispatch
+    if dispatch.status == "approved":
+        changes["status"] = "draft"  # the editor approves what will be sent
+    store.dispatches.update(dispatch.id, **changes)
+    store.events.log("dispatch.edited", "dispatch", dispatch.id, fields=sorted(changes))
+    # generated texts (an empty value given) come back with the rebuild
+    return build_dispatch(store, settings, week)
+
+
+def editor_choices(store: Store, dispatch: Dispatch) -> tuple[set[int], set[int]]:
+    """Pinned and dropped signal ids, for `dispatch show`."""
+    return store.dispatches.editor_choices(dispatch.id)

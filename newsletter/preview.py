@@ -1,32 +1,56 @@
-"""The editor's view of a dispatch: the email as one sample reader will see it."""
+"""The editor's view of a dispatch: the email as one sample reader will see it, written to a
+file, served on localhost (phone and desktop widths side by side, reloading on any change), or
+sent once as a test message.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import html as html_lib
+import json
+import logging
 import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
+from urllib.parse import urlsplit
+
+import jinja2
+from email_validator import EmailNotValidError, validate_email
 
 from newsletter.compose import Composer
 from newsletter.dispatch import load_dispatch
-from newsletter.errors import DispatchError
+from newsletter.errors import DispatchError, NewsletterError, SendError
+from newsletter.message import Message
 from newsletter.models import Subscriber
 from newsletter.render import frozen_rendering, render_dispatch
+from newsletter.senders.base import Sender
 from newsletter.settings import Settings
 from newsletter.store import Store
 from newsletter.weeks import Week
 
+log = logging.getLogger(__name__)
+
 SAMPLE_READER = Subscriber(id=0, email="reader@example.org", name="Sample Reader", status="active")
+TEST_PREFIX = "[TEST] "
 
 
-def preview_message(store: Store, settings: Settings, week: Week) -> tuple[str, str]:
-    """HTML and text of the dispatch personalised for a sample reader."""
+def _composer(store: Store, settings: Settings, week: Week) -> Composer:
     dispatch = load_dispatch(store, settings, week)
     if dispatch is None:
         raise DispatchError(
             f"no dispatch for {week}: run `newsletter dispatch build --week {week}`"
         )
+    if not dispatch.signals:
+        raise DispatchError(f"dispatch {week} has no signals; there is nothing to preview")
     rendered = frozen_rendering(dispatch) or render_dispatch(dispatch, settings)
-    composer = Composer(rendered, settings, store.secret_key(settings.secret_key), str(week))
-    message = composer.compose(SAMPLE_READER)
+    return Composer(rendered, settings, store.secret_key(settings.secret_key), str(week))
+
+
+def preview_message(store: Store, settings: Settings, week: Week) -> tuple[str, str]:
+    """HTML and text of the dispatch personalised for a sample reader."""
+    message = _composer(store, settings, week).compose(SAMPLE_READER)
     return message.html, message.text
 
 
@@ -37,3 +61,165 @@ def write_preview(store: Store, settings: Settings, week: Week, path: Path) -> P
     partial.write_text(html, encoding="utf-8")
     os.replace(partial, path)
     return path.resolve()
+
+
+def send_test(
+    store: Store,
+    settings: Settings,
+    week: Week,
+    to: str,
+    sender: Sender,
+    *,
+    dry_run: bool = False,
+) -> Message:
+    """One message to `to`, "[TEST]" in the subject; not recorded as a delivery."""
+    try:
+        address = validate_email(to, check_deliverability=False).normalized
+    except EmailNotValidError as exc:
+        raise SendError(f"--to: {to!r} is not a valid email address ({exc})") from None
+    reader = Subscriber(id=0, email=address, name=None, status="active")
+    message = _composer(store, settings, week).compose(reader, subject_prefix=TEST_PREFIX)
+    if dry_run:
+        return message
+    results = sender.send([message])
+    if results and results[0].error is not None:
+        raise results[0].error
+    return message
+
+
+# -- the live preview server ------------------------------------------------------------------
+
+Render = Callable[[], tuple[str, str]]
+
+
+@dataclass
+class Snapshot:
+    """The last render: HTML, text and a version the page polls to know when to reload."""
+
+    html: str
+    text: str
+    version: str
+
+
+def snapshot(render: Render) -> Snapshot:
+    """Render now; an error (a broken template, a bad setting) is shown, not fatal."""
+    try:
+        html, text = render()
+    except (NewsletterError, jinja2.TemplateError, OSError) as exc:
+        message = f"The preview cannot be rendered: {exc}"
+        html = f"<!doctype html><pre style='white-space:pre-wrap'>{html_lib.escape(message)}</pre>"
+        text = message
+    digest = hashlib.sha256((html + "\0" + text).encode("utf-8")).hexdigest()[:16]
+    return Snapshot(html, text, digest)
+
+
+def live_renderer(store: Store, load_settings: Callable[[], Settings], week: Week) -> Render:
+    """Settings, signals and templates are read afresh on every render, so any edit shows."""
+
+    def render() -> tuple[str, str]:
+        return preview_message(store, load_settings(), week)
+
+    return render
+
+
+_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Preview · {title}</title>
+<style>
+ body {{ margin: 0; background: #d9dee5; font: 14px system-ui, sans-serif; }}
+ header {{ padding: 8px 16px; background: #1d2430; color: #fff; }}
+ main {{ display: flex; gap: 24px; padding: 16px; align-items: flex-start; overflow-x: auto; }}
+ figure {{ margin: 0; }} figcaption {{ margin: 0 0 6px; color: #1d2430; }}
+ iframe {{ border: 1px solid #aab3bf; background: #fff; height: 85vh; }}
+ #phone {{ width: 375px; }} #desktop {{ width: 800px; }} #text {{ width: 620px; }}
+</style></head>
+<body><header>{title} · reloads when a template, signal or setting changes ·
+<span id="state">live</span></header>
+<main>
+<figure><figcaption>Phone · 375 px</figcaption><iframe id="phone" src="/email.html"></iframe>
+</figure>
+<figure><figcaption>Desktop · 800 px</figcaption><iframe id="desktop" src="/email.html"></iframe>
+</figure>
+<figure><figcaption>Plain text</figcaption><iframe id="text" src="/email.txt"></iframe></figure>
+</main>
+<script>
+let version = {version};
+async function poll() {{
+  try {{
+    const r = await fetch("/version", {{cache: "no-store"}});
+    const v = (await r.json()).version;
+    document.getElementById("state").textContent = "live";
+    if (v !== version) {{
+      version = v;
+      for (const id of ["phone", "desktop", "text"]) {{
+        document.getElementById(id).contentWindow.location.reload();
+      }}
+    }}
+  }} catch (e) {{ document.getElementById("state").textContent = "server stopped"; }}
+  setTimeout(poll, 1000);
+}}
+setTimeout(poll, 1000);
+</script></body></html>
+"""
+
+
+class PreviewServer(HTTPServer):
+    """One thread (the store's SQLite connection stays in the thread that opened it)."""
+
+    def __init__(self, address: tuple[str, int], render: Render, title: str) -> None:
+        super().__init__(address, _Handler)
+        self.render = render
+        self.title = title
+        self.current = snapshot(render)
+
+    @property
+    def url(self) -> str:
+        host, port = self.server_address[:2]
+        return f"http://{host!s}:{port}/"
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: PreviewServer
+
+    def do_GET(self) -> None:
+        host = urlsplit(f"//{self.headers.get('Host', '')}").hostname
+        if host not in ("127.0.0.1", "localhost"):  # no DNS rebinding onto the draft
+            self._send(403, "text/plain", b"forbidden")
+            return
+        path = urlsplit(self.path).path
+        server = self.server
+        if path == "/version":
+            server.current = snapshot(server.render)
+            body = json.dumps({"version": server.current.version}).encode()
+            self._send(200, "application/json", body)
+        elif path == "/":
+            page = _PAGE.format(
+                title=html_lib.escape(server.title), version=json.dumps(server.current.version)
+            )
+            self._send(200, "text/html; charset=utf-8", page.encode("utf-8"))
+        elif path == "/email.html":
+            self._send(200, "text/html; charset=utf-8", server.current.html.encode("utf-8"))
+        elif path == "/email.txt":
+            self._send(200, "text/plain; charset=utf-8", server.current.text.encode("utf-8"))
+        else:
+            self._send(404, "text/plain", b"not found")
+
+    def _send(self, status: int, content_type: str, body: bytes) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Cache-Control", "no-store")
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        log.debug("preview: " + format, *args)
+
+
+def make_preview_server(
+    render: Render, *, title: str = "newsletter", host: str = "127.0.0.1", port: int = 8025
+) -> PreviewServer:
+    """Bound to loopback only; port 0 picks a free one."""
+    try:
+        return PreviewServer((host, port), render, title)
+    except OSError as exc:
+        raise NewsletterError(f"--port: cannot listen on {host}:{port} ({exc.strerror})") from None

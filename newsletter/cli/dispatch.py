@@ -1,54 +1,152 @@
-"""`newsletter dispatch` and `newsletter preview`."""
+"""`newsletter dispatch ...`, `newsletter preview` and `newsletter archive build`."""
 
 from __future__ import annotations
 
+import sys
+import webbrowser
 from pathlib import Path
 
 import click
 
+from newsletter.archive import build_archive
 from newsletter.cli.base import App, cli, pass_app, week_option
-from newsletter.dispatch import approve, build_dispatch, load_dispatch
+from newsletter.dispatch import approve, build_dispatch, choose, edit_text, load_dispatch
 from newsletter.errors import DispatchError
-from newsletter.preview import write_preview
+from newsletter.models import Dispatch
+from newsletter.preview import (
+    live_renderer,
+    make_preview_server,
+    preview_message,
+    send_test,
+    write_preview,
+)
+from newsletter.settings import Settings, load_settings
+from newsletter.weeks import Week
 
 
 @cli.group()
 def dispatch() -> None:
-    """The week's dispatch: build, show, approve."""
+    """The week's dispatch: build, pin/drop signals, set texts, show, approve."""
+
+
+def _summary(built: Dispatch) -> None:
+    if not built.signals:
+        click.echo(f"{built.week}: no eligible signals this week; nothing will be sent")
+        return
+    click.echo(
+        f"dispatch {built.week} (issue {built.issue_number}, {built.status}): "
+        f"{len(built.signals)} signals in {len(built.sections)} sections"
+    )
+    click.echo(f"subject: {built.subject}")
 
 
 @dispatch.command("build")
 @week_option
 @pass_app
 def dispatch_build(app: App, week_text: str | None) -> None:
-    """Select the week's strongest signals into a draft (again: refresh the draft)."""
-    week = app.week(week_text)
-    built = build_dispatch(app.store, app.settings, week)
-    if not built.signals:
-        click.echo(f"{week}: no eligible signals this week; nothing will be sent")
-        return
-    click.echo(f"dispatch {week} (issue {built.issue_number}): {len(built.signals)} signals")
-    click.echo(f"subject: {built.subject}")
+    """Select the week's strongest signals into a draft.
+
+    Building again refreshes the draft and keeps the editor's pins, drops and texts; a sent
+    dispatch is frozen and refuses. An empty week is not an error: nothing will be sent.
+    """
+    _summary(build_dispatch(app.store, app.settings, app.week(week_text)))
+
+
+signal_ids_argument = click.argument(
+    "signal_ids", metavar="ID...", nargs=-1, required=True, type=click.IntRange(min=1)
+)
+
+
+@dispatch.command("pin")
+@signal_ids_argument
+@click.option("--undo", is_flag=True, help="Unpin instead.")
+@week_option
+@pass_app
+def dispatch_pin(app: App, signal_ids: tuple[int, ...], undo: bool, week_text: str | None) -> None:
+    """Always include these signals (IDs from `signals list`), whatever their score."""
+    built = choose(app.store, app.settings, app.week(week_text), signal_ids, pin=True, undo=undo)
+    click.echo(f"{'unpinned' if undo else 'pinned'}: {', '.join(map(str, signal_ids))}")
+    _summary(built)
+
+
+@dispatch.command("drop")
+@signal_ids_argument
+@click.option("--undo", is_flag=True, help="Bring dropped signals back instead.")
+@week_option
+@pass_app
+def dispatch_drop(app: App, signal_ids: tuple[int, ...], undo: bool, week_text: str | None) -> None:
+    """Leave these signals out of the dispatch (a rebuild keeps them out)."""
+    built = choose(app.store, app.settings, app.week(week_text), signal_ids, drop=True, undo=undo)
+    click.echo(f"{'restored' if undo else 'dropped'}: {', '.join(map(str, signal_ids))}")
+    _summary(built)
+
+
+@dispatch.command("set")
+@click.option("--subject", help='Subject line ("" returns to the generated one).')
+@click.option("--preheader", help='Preview text shown after the subject ("": generated).')
+@click.option("--note", help='Editor\'s note in Markdown, shown above the signals ("": none).')
+@click.option(
+    "--note-file",
+    type=click.File("r", encoding="utf-8"),
+    help="Read the editor's note from a Markdown file (- for stdin).",
+)
+@week_option
+@pass_app
+def dispatch_set(
+    app: App,
+    subject: str | None,
+    preheader: str | None,
+    note: str | None,
+    note_file: click.utils.LazyFile | None,
+    week_text: str | None,
+) -> None:
+    """Set the subject, preheader or editor's note; a rebuild keeps them."""
+    if note is not None and note_file is not None:
+        raise click.UsageError("give --note or --note-file, not both")
+    if note_file is not None:
+        note = note_file.read()
+    if subject is None and preheader is None and note is None:
+        raise click.UsageError("nothing to set: give --subject, --preheader, --note or --note-file")
+    built = edit_text(
+        app.store,
+        app.settings,
+        app.week(week_text),
+        subject=subject,
+        preheader=preheader,
+        note=note,
+    )
+    click.echo(f"dispatch {built.week} updated ({built.status})")
+    click.echo(f"subject:   {built.subject}")
+    click.echo(f"preheader: {built.preheader}")
 
 
 @dispatch.command("show")
 @week_option
 @pass_app
 def dispatch_show(app: App, week_text: str | None) -> None:
-    """The dispatch's status, subject and signals by section."""
+    """The dispatch's status, texts and signals by section, with the editor's pins and drops."""
     week = app.week(week_text)
     shown = load_dispatch(app.store, app.settings, week)
     if shown is None:
         raise DispatchError(
             f"no dispatch for {week}: run `newsletter dispatch build --week {week}`"
         )
+    pinned, dropped = app.store.dispatches.editor_choices(shown.id)
     click.echo(f"dispatch {shown.week} · issue {shown.issue_number} · {shown.status}")
     click.echo(f"subject:   {shown.subject}")
     click.echo(f"preheader: {shown.preheader}")
+    if shown.note:
+        click.echo("note:      " + shown.note.strip().replace("\n", "\n           "))
+    if not shown.signals:
+        click.echo("\nno signals: nothing will be sent")
     for section in shown.sections:
         click.echo(f"\n[{section.title}]")
         for signal in section.signals:
-            click.echo(f"  {signal.id:>5}  {signal.signal_score or '-':>3}  {signal.title}")
+            mark = "pinned" if signal.id in pinned else ""
+            score = signal.signal_score if signal.signal_score is not None else "-"
+            click.echo(f"  {signal.id:>5}  {score:>3}  {mark:<6}  {signal.title}")
+    if dropped:
+        click.echo(f"\ndropped: {', '.join(map(str, sorted(dropped)))}")
 
 
 @dispatch.command("approve")
@@ -70,8 +168,88 @@ def dispatch_approve(app: App, week_text: str | None) -> None:
     show_default=True,
     help="Where to write the HTML.",
 )
+@click.option("--open", "open_", is_flag=True, help="Open the HTML in the default browser.")
+@click.option(
+    "--serve",
+    is_flag=True,
+    help="Serve phone and desktop views on 127.0.0.1, reloading on every change (Ctrl-C stops).",
+)
+@click.option("--port", type=click.IntRange(0, 65535), default=8025, show_default=True)
+@click.option("--text", "show_text", is_flag=True, help="Print the plain-text part.")
+@click.option("--to", "to", metavar="EMAIL", help="Send one test message ([TEST] in the subject).")
+@click.option("--dry-run", is_flag=True, help="With --to: build the test message, send nothing.")
 @pass_app
-def preview(app: App, week_text: str | None, output: Path) -> None:
-    """Write the dispatch's HTML as a sample reader will see it."""
-    path = write_preview(app.store, app.settings, app.week(week_text), output)
+def preview(
+    app: App,
+    week_text: str | None,
+    output: Path,
+    open_: bool,
+    serve: bool,
+    port: int,
+    show_text: bool,
+    to: str | None,
+    dry_run: bool,
+) -> None:
+    """The dispatch as a sample reader will see it: a file, a live view, or a test message."""
+    week = app.week(week_text)
+    if dry_run and not to:
+        raise click.UsageError("--dry-run goes with --to")
+    if show_text:
+        click.echo(preview_message(app.store, app.settings, week)[1], nl=False)
+    if to:
+        from newsletter.senders import make_sender
+
+        with make_sender(app.settings) as sender:
+            message = send_test(app.store, app.settings, week, to, sender, dry_run=dry_run)
+        verb = "would send" if dry_run else "sent"
+        click.echo(f"{verb} test message to {message.to_addr}: {message.subject}", err=show_text)
+    if serve:
+        _serve(app, week, port, open_)
+        return
+    if show_text or to:
+        return
+    path = write_preview(app.store, app.settings, week, output)
     click.echo(f"preview: {path}")
+    if open_:
+        webbrowser.open(path.as_uri())
+
+
+def _serve(app: App, week: Week, port: int, open_: bool) -> None:
+    def settings() -> Settings:  # re-read .env on every render, so a changed setting shows
+        fresh = load_settings(env_file=app.env_file)
+        return fresh.replace(db=app.settings.db)
+
+    server = make_preview_server(
+        live_renderer(app.store, settings, week),
+        title=f"{app.settings.name} · {week}",
+        port=port,
+    )
+    click.echo(f"preview: {server.url}  (Ctrl-C stops)", err=True)
+    if open_:
+        webbrowser.open(server.url)
+    try:
+        server.serve_forever(poll_interval=0.5)
+    except KeyboardInterrupt:
+        click.echo("stopped", err=True)
+    finally:
+        server.server_close()
+    sys.stdout.flush()
+
+
+@cli.group()
+def archive() -> None:
+    """The web archive of sent dispatches."""
+
+
+@archive.command("build")
+@click.option(
+    "--output",
+    "-o",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Folder to write (default: NEWSLETTER_WEB_ARCHIVE_DIR, what `serve` publishes).",
+)
+@pass_app
+def archive_build(app: App, output: Path | None) -> None:
+    """Write the static archive: an index, one page per sent dispatch, an RSS feed."""
+    folder, count = build_archive(app.store, app.settings, output)
+    click.echo(f"archive: {folder} ({count} issue{'s' if count != 1 else ''})")

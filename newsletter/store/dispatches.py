@@ -35,6 +35,23 @@ class Dispatches:
         assert row is not None
         return row
 
+    def hold_issue_number(self, dispatch_id: int, has_signals: bool) -> None:
+        """An empty draft gives its issue number back (it holds -id, shown as none), and a draft
+        that gains signals takes the next one, so quiet weeks leave no gap in the numbering.
+        """
+        if has_signals:
+            self.db.execute(
+                "UPDATE dispatches SET issue_number ="
+                " (SELECT COALESCE(MAX(issue_number), 0) + 1 FROM dispatches)"
+                " WHERE id = ? AND issue_number <= 0",
+                [dispatch_id],
+            )
+        else:
+            self.db.execute(
+                "UPDATE dispatches SET issue_number = -id WHERE id = ? AND status = 'draft'",
+                [dispatch_id],
+            )
+
     def update(self, dispatch_id: int, **values: Any) -> None:
         unknown = set(values) - set(EDITABLE)
         if unknown:
