@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from newsletter.store import Store
+
 SAMPLE = Path(__file__).parent.parent / "newsletter" / "sample"
 
 
@@ -49,7 +51,9 @@ def test_database_that_is_not_sqlite(run, tmp_path: Path) -> None:
     assert _digest(bogus) == before
 
 
-def test_missing_feed_file_is_reported_and_the_other_sources_land(run, tmp_path: Path) -> None:
+def test_missing_feed_file_is_reported_and_the_other_sources_land(
+    run, env: dict[str, str], tmp_path: Path
+) -> None:
     run("sources", "add", "gone", str(tmp_path / "missing.xml"))
     run(
         "sources",
@@ -65,7 +69,9 @@ def test_missing_feed_file_is_reported_and_the_other_sources_land(run, tmp_path:
     assert "good: 2 new" in result.output
     listing = run("signals", "list").output
     assert "Chipmaker guides capex" in listing
-    assert "gone" in run("sources", "list").output and "1 errors" in run("sources", "list").output
+    store = Store.open(env["NEWSLETTER_DB"])
+    assert store.sources.get("gone")["consecutive_errors"] == 1
+    assert store.sources.get("good")["consecutive_errors"] == 0
 
 
 def test_feed_that_does_not_parse_changes_nothing(run, tmp_path: Path) -> None:
@@ -75,7 +81,7 @@ def test_feed_that_does_not_parse_changes_nothing(run, tmp_path: Path) -> None:
     result = run("collect")
     assert result.exit_code == 3
     assert "broken: not a feed" in result.output or "broken: not an RSS" in result.output
-    assert run("signals", "list").output.strip() == ""
+    assert run("signals", "list").output.strip() == "no signals match"
 
 
 def test_bad_annotation_writes_nothing(run, tmp_path: Path) -> None:
@@ -86,7 +92,7 @@ def test_bad_annotation_writes_nothing(run, tmp_path: Path) -> None:
     result = run("signals", "import", str(good), str(bad))
     assert result.exit_code == 1
     assert f"{bad}:4: signal_score:" in result.output
-    assert run("signals", "list").output.strip() == ""
+    assert run("signals", "list").output.strip() == "no signals match"
 
 
 @pytest.mark.parametrize(
