@@ -21,7 +21,7 @@ FEEDS = Path(__file__).parent / "fixtures" / "feeds"
 ARXIV = (FEEDS / "arxiv" / "rss-arxiv-org_rss_cs.LG_2026-04-27_trimmed3.xml").read_bytes()
 ATOM = (FEEDS / "arxiv" / "rss-arxiv-org_atom_cs.AI_2025-08-20_trimmed7.xml").read_bytes()
 RELEASES = (FEEDS / "realworld" / "github-releases_python-cpython.atom").read_bytes()
-POLICY = FetchPolicy(read_timeout=0.3, connect_timeout=0.5, max_bytes=300_000, max_redirects=3)
+POLICY = FetchPolicy(read_timeout=1.0, connect_timeout=2.0, max_bytes=300_000, max_redirects=3)
 NOW = datetime(2026, 4, 28, tzinfo=UTC)
 
 Route = Callable[[BaseHTTPRequestHandler], None]
@@ -52,7 +52,7 @@ def gzip_feed(h: BaseHTTPRequestHandler) -> None:
 
 
 def slow(h: BaseHTTPRequestHandler) -> None:
-    time.sleep(1.0)
+    time.sleep(3.0)
     _send(h, 200, ARXIV)
 
 
@@ -82,6 +82,11 @@ ROUTES: dict[str, Route] = {
 }
 
 
+class Server(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 64  # every source connects at once
+
+
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     seen: ClassVar[list[tuple[str, str | None]]] = []
@@ -100,8 +105,7 @@ class Handler(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def server() -> Iterator[str]:
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    httpd.daemon_threads = True
+    httpd = Server(("127.0.0.1", 0), Handler)
     thread = threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True)
     thread.start()
     Handler.seen.clear()
