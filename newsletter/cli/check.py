@@ -9,6 +9,7 @@ import click
 
 from newsletter.checks import check_message, sample_message
 from newsletter.checks.auth import keygen
+from newsletter.checks.preflight import CHECKS
 from newsletter.cli.base import App, cli, pass_app, week_option
 
 
@@ -35,6 +36,12 @@ from newsletter.cli.base import App, cli, pass_app, week_option
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="Check this message file (.eml) instead of building the week's dispatch.",
 )
+@click.option(
+    "--skip",
+    multiple=True,
+    type=click.Choice(CHECKS),
+    help="Leave out a check (repeatable), e.g. --skip render --skip spam.",
+)
 @pass_app
 def check(
     app: App,
@@ -44,6 +51,7 @@ def check(
     link_timeout: float,
     screenshots: Path | None,
     eml: Path | None,
+    skip: tuple[str, ...],
 ) -> None:
     """Check the dispatch before sending: size, spam score, headers, links, DKIM, rendering.
 
@@ -64,6 +72,7 @@ def check(
         links=links,
         link_timeout=link_timeout,
         screenshots=screenshots,
+        skip=skip,
         progress=progress,
     )
     click.echo(report.to_json() if as_json else report.to_text())

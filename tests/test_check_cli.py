@@ -1,0 +1,76 @@
+"""`newsletter check` end to end: the demo's dispatch passes; broken messages exit 1."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+CHECKS = Path(__file__).parent / "fixtures" / "checks"
+
+
+def require(program: str) -> None:
+    if shutil.which(program) is None:
+        if os.environ.get("CI"):
+            pytest.fail(f"{program} is not installed (.ci/run installs it with apt-get)")
+        pytest.skip(f"{program} is not installed")
+
+
+@pytest.mark.slow
+@pytest.mark.browser
+def test_the_default_dispatch_passes_every_check(run, tmp_path: Path) -> None:
+    require("spamassassin")
+    require("chromium")
+    assert run("demo").exit_code == 0
+    result = run("check", "--week", "2026-W24", "--json", "--screenshots", "shots")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["ok"] is True and report["errors"] == 0 and report["warnings"] == 0
+    messages: dict[str, list[str]] = {}
+    for finding in report["findings"]:
+        messages.setdefault(finding["check"], []).append(finding["message"])
+    assert set(messages) == {"size", "lint", "content", "auth", "spam", "render"}
+    (spam,) = messages["spam"]
+    assert float(spam.split()[2]) <= 0.5, spam
+    assert messages["render"][0].startswith("no sideways scrolling at 375 or 600 px")
+    assert (tmp_path / "shots" / "email-375.png").stat().st_size > 10_000
+    assert "rendering at 375 and 600 px" in result.stderr  # progress goes to stderr
+
+
+def test_a_broken_message_file_exits_1_with_the_finding_and_fix(run) -> None:
+    fixture = str(CHECKS / "no-list-unsubscribe-post.eml")
+    result = run("check", "--eml", fixture, "--skip", "spam", "--skip", "render")
+    assert result.exit_code == 1
+    assert "ERROR    lint     header List-Unsubscribe-Post is missing" in result.stdout
+    assert "fix: add 'List-Unsubscribe-Post: List-Unsubscribe=One-Click'" in result.stdout
+    assert "1 error(s)" in result.stdout.splitlines()[-1]
+    assert "SpamAssassin" not in result.stdout and "render" not in result.stdout
+
+
+def test_production_settings_refuse_localhost_links(run) -> None:
+    assert run("demo").exit_code == 0
+    result = run("check", "--week", "2026-W24", "--json", extra_env={"NEWSLETTER_SENDER": "smtp"})
+    assert result.exit_code == 1
+    errors = [f["message"] for f in json.loads(result.stdout)["findings"] if f["level"] == "error"]
+    assert any("localhost:8000" in m and "readers cannot open them" in m for m in errors)
+    assert any("List-Unsubscribe has no https URL" in m for m in errors)
+
+
+def test_no_dispatch_is_one_clear_line(run) -> None:
+    assert run("init").exit_code == 0
+    result = run("check", "--week", "2026-W30")
+    assert result.exit_code == 1
+    assert result.output.strip() == (
+        "Error: no dispatch for 2026-W30: run `newsletter dispatch build --week 2026-W30`"
+    )
+
+
+def test_help_lists_the_options(run) -> None:
+    result = run("check", "--help")
+    assert result.exit_code == 0
+    for option in ("--week", "--json", "--links", "--screenshots", "--eml"):
+        assert option in result.output
+    assert run("dkim", "keygen", "--help").exit_code == 0
