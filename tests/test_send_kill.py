@@ -71,6 +71,8 @@ def test_a_killed_send_resumes_without_sending_anyone_twice(
     else:
         assert second.returncode == 0, err
     assert store.dispatches.get(str(WEEK))["status"] == "sent"
+    # not a terminal: progress comes as plain log lines
+    assert "handed over" in err and "sent" in out
 
 
 def test_two_sends_at_once_cannot_both_send(
