@@ -99,3 +99,10 @@ def test_unconfigured_dkim_says_how_to_set_it_up() -> None:
     message = Parsed.from_bytes((CHECKS / "good.eml").read_bytes())
     (finding,) = check_dkim(message, None, "brief.example.org")
     assert finding.level == Level.INFO and "newsletter dkim keygen" in finding.fix
+
+
+def test_api_senders_sign_for_us_so_no_key_is_asked_for() -> None:
+    message = Parsed.from_bytes((CHECKS / "good.eml").read_bytes())
+    (finding,) = check_dkim(message, None, "brief.example.org", "postmark")
+    assert finding.level == Level.INFO and "added by postmark" in finding.message
+    assert "keygen" not in finding.fix

@@ -19,6 +19,7 @@ from newsletter.checks.report import Finding, error, info, warning
 from newsletter.dkim import DkimSigner
 from newsletter.errors import NewsletterError
 
+API_SENDERS = ("postmark", "sendgrid", "mailgun", "resend")
 _SELECTOR = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,61}[A-Za-z0-9])?")
 _DOMAIN = re.compile(
     r"(?=.{1,253}$)([A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}"
@@ -72,7 +73,18 @@ def load_key(path: Path) -> rsa.RSAPrivateKey:
     return key
 
 
-def check_dkim(message: Parsed, config: DkimConfig | None, from_domain: str) -> list[Finding]:
+def check_dkim(
+    message: Parsed, config: DkimConfig | None, from_domain: str, sender: str = "smtp"
+) -> list[Finding]:
+    if config is None and sender in API_SENDERS:
+        return [
+            info(
+                "auth",
+                f"DKIM is added by {sender} when it sends, not by this program",
+                f"verify {from_domain} in {sender}'s dashboard and publish the DNS records it"
+                " shows",
+            )
+        ]
     if config is None:
         return [
             info(

@@ -88,7 +88,9 @@ def check_message(
     if "content" not in skip:
         report.extend(check_content(message, production=production))
     if "auth" not in skip:
-        report.extend(check_dkim(message, dkim_config(settings), settings.from_domain))
+        report.extend(
+            check_dkim(message, dkim_config(settings), settings.from_domain, settings.sender)
+        )
     if "spam" not in skip:
         progress("scoring with SpamAssassin")
         report.extend(check_spam(message, tools.spamassassin))
