@@ -246,7 +246,7 @@ class MimeTemplate:
             line = _fold(name, value)
         else:
             header = POLICY.header_factory(name, value)
-            line = POLICY.fold_binary(name, header).replace(b"\n", CRLF)
+            line = POLICY.fold_binary(name, header)
         if name not in _PER_READER:
             self._headers[key] = line
         return line

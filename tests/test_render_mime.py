@@ -1,0 +1,232 @@
+"""The fast per-reader bytes against the email package: same headers, same decoded parts."""
+
+from __future__ import annotations
+
+import dataclasses
+import email
+import re
+from email import policy
+
+import pytest
+from hypothesis import given
+from hypothesis import settings as hyp_settings
+from hypothesis import strategies as st
+
+from newsletter.compose import Composer
+from newsletter.errors import SendError
+from newsletter.message import POLICY, Message, MimeTemplate, build_mime, qp_encode
+from newsletter.models import Subscriber
+from newsletter.render import Rendered, Template
+from newsletter.settings import Settings
+
+NONCE = "n0nce"
+
+
+def _rendered(html: str, text: str) -> Rendered:
+    return Rendered(
+        html=Template.split(html, NONCE),
+        text=Template.split(text, NONCE),
+        subject="Chipmaker guides capex up 40% — and 6 more",
+        preheader="",
+        compiled_html=html,
+        compiled_text=text,
+        nonce=NONCE,
+    )
+
+
+def _slot(name: str) -> str:
+    return f"@@{NONCE}-{name}@@"
+
+
+# One very long line, as MRML emits, with the slots inside it and near line ends.
+HTML = (
+    "<!doctype html><html><body><p>"
+    + "x" * 73
+    + _slot("greeting")
+    + '</p><div style="color:#123">'
+    + "Café ’quotes’ = signs = everywhere " * 300
+    + '</div><a href="'
+    + _slot("unsubscribe_url")
+    + '">'
+    + _slot("unsubscribe_label")
+    + "</a> "
+    + _slot("reason")
+    + "   </body></html>"
+)
+TEXT = (
+    "THE BRIEF · WEEKLY DISPATCH\n\n"
+    + _slot("greeting")
+    + "\n\nA line with trailing spaces   \n"
+    + "- ".join(["Why now: ünïcode text"] * 30)
+    + "\n\nUnsubscribe:\n  "
+    + _slot("unsubscribe_url")
+    + "\n"
+    + _slot("reason_text")
+)
+
+
+@pytest.fixture
+def composer(settings: Settings) -> Composer:
+    return Composer(_rendered(HTML, TEXT), settings, "secret-key", "2026-W24")
+
+
+def _parse(raw: bytes) -> email.message.EmailMessage:
+    return email.message_from_bytes(raw, policy=policy.default)  # type: ignore[return-value]
+
+
+def _body(raw: bytes, kind: str) -> str:
+    """A decoded part with its canonical CRLF line ends read as LF."""
+    return _parse(raw).get_body((kind,)).get_content().replace("\r\n", "\n")
+
+
+def _compare(fast: bytes, slow: bytes) -> None:
+    a, b = _parse(fast), _parse(slow)
+    for name in ("From", "To", "Subject", "Message-ID", "List-Unsubscribe",
+                 "List-Unsubscribe-Post", "List-Id", "MIME-Version"):  # fmt: skip
+        if name == "To" and "=?" in str(a[name]):
+            continue  # the email package decodes a name that merely looks encoded; we keep it
+        assert str(a[name]).strip() == str(b[name]).strip(), name
+    assert a.get_content_type() == b.get_content_type() == "multipart/alternative"
+    parts_a, parts_b = list(a.iter_parts()), list(b.iter_parts())
+    assert [p.get_content_type() for p in parts_a] == ["text/plain", "text/html"]
+    for pa, pb in zip(parts_a, parts_b, strict=True):
+        assert pa.get_content_type() == pb.get_content_type()
+        assert pa.get_content_charset() == "utf-8"
+        assert pa["Content-Transfer-Encoding"] == "quoted-printable"
+        assert pa.get_content() == pb.get_content()
+
+
+def _check_lines(raw: bytes) -> None:
+    assert b"\n" not in raw.replace(b"\r\n", b"")  # CRLF only, no bare LF
+    assert b"\r" not in raw.replace(b"\r\n", b"")  # no bare CR
+    _, _, body = raw.partition(b"\r\n\r\n")
+    assert all(len(line) <= 998 for line in raw.split(b"\r\n"))
+    # quoted-printable lines stay within RFC 2045's 76 characters
+    assert all(len(line) <= 76 for line in body.split(b"\r\n")), max(body.split(b"\r\n"), key=len)
+    assert raw.isascii()
+
+
+NAMES = [
+    "Ada Lovelace",
+    "",
+    'Lovelace, Ada "the Countess"',
+    "Zoë Ünïcode",
+    "José María Fernández-Ñúñez de la Peña y Muñoz-Ärger, Jr.",
+    "名前 テスト",
+    "=?utf-8?q?sneaky?=",
+    "Eve (admin)",
+    "A" * 120,
+]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_fast_bytes_decode_to_what_the_email_package_builds(composer: Composer, name: str) -> None:
+    message = composer.compose(Subscriber(7, "reader@example.org", name, "active"))
+    fast = message.as_bytes()
+    slow = build_mime(message).as_bytes(policy=POLICY)
+    _compare(fast, slow)
+    _check_lines(fast)
+    parsed = _parse(fast)
+    assert parsed["To"].addresses[0].display_name == " ".join(name.split())
+    text = _body(fast, "plain")
+    assert composer.unsubscribe_url(Subscriber(7, "x", None, "active")) in text
+
+
+def test_the_prebuilt_template_is_used(composer: Composer) -> None:
+    message = composer.compose(Subscriber(7, "reader@example.org", "Ada", "active"))
+    # the fast bytes come from the prebuilt template: its boundary is in them
+    assert composer.template.boundary.encode() in message.as_bytes()
+    assert message.prebuilt is not None
+
+
+def test_a_copy_with_other_bodies_is_built_from_those_bodies(composer: Composer) -> None:
+    message = composer.compose(Subscriber(7, "reader@example.org", "Ada", "active"))
+    changed = dataclasses.replace(message, text="other text\n")
+    assert _body(changed.as_bytes(), "plain") == "other text\n"
+    assert composer.template.boundary.encode() not in changed.as_bytes()
+
+
+def test_per_reader_values_are_escaped_for_html_and_encoded_for_qp(composer: Composer) -> None:
+    reader = Subscriber(7, "reader@example.org", "<script>alert(1)</script> Ö", "active")
+    message = composer.compose(reader)
+    html = _body(message.as_bytes(), "html")
+    text = _body(message.as_bytes(), "plain")
+    assert "<script>" not in html and "&lt;script&gt;alert(1)&lt;/script&gt; Ö" in html
+    assert "Hello <script>alert(1)</script> Ö," in text
+    assert html == message.html + "\n"  # the email package's final newline, on both paths
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("name", "Eve\r\nBcc: victim@example.org"),
+        ("to_addr", "eve@example.org\r\nBcc: victim@example.org"),
+        ("subject", "Hi\nBcc: victim@example.org"),
+        ("header", "x\r\nBcc: victim@example.org"),
+    ],
+)
+def test_no_header_injection(composer: Composer, field: str, value: str) -> None:
+    message = composer.compose(Subscriber(7, "reader@example.org", "Ada", "active"))
+    if field == "name":
+        message = dataclasses.replace(message, to_name=value)
+    elif field == "to_addr":
+        message = dataclasses.replace(message, to_addr=value)
+    elif field == "subject":
+        message = dataclasses.replace(message, subject=value)
+    else:
+        message = dataclasses.replace(message, headers={**message.headers, "List-Id": value})
+    assert message.prebuilt is not None and message.prebuilt.html is message.html
+    with pytest.raises(SendError, match=r"line breaks|not a deliverable"):
+        message.as_bytes()
+    with pytest.raises(SendError):
+        build_mime(message)
+
+
+def test_compose_collapses_a_name_with_line_breaks(composer: Composer) -> None:
+    message = composer.compose(
+        Subscriber(7, "a@example.org", "Eve\r\nBcc: x@example.org", "active")
+    )
+    head = message.as_bytes().partition(b"\r\n\r\n")[0]
+    assert not re.search(rb"^Bcc:", head, re.MULTILINE)
+    assert _parse(message.as_bytes())["To"].addresses[0].display_name == "Eve Bcc: x@example.org"
+
+
+@hyp_settings(max_examples=200, deadline=None)
+@given(
+    before=st.text(max_size=300),
+    value=st.text(max_size=200),
+    after=st.text(max_size=300),
+)
+def test_slots_anywhere_round_trip(before: str, value: str, after: str) -> None:
+    template = MimeTemplate(
+        html_parts=("<p>",),
+        html_slots=(),
+        text_parts=(before, after),
+        text_slots=("greeting",),
+    )
+    message_text = before + value + after
+    raw = template.build(_bare_message(message_text), {"greeting": value}, {"greeting": ""})
+    _check_lines(raw)
+    decoded = _body(raw, "plain")
+    expected = message_text.replace("\r\n", "\n").replace("\r", "\n")
+    assert decoded == expected if expected.endswith("\n") else decoded == expected + "\n"
+
+
+def _bare_message(text: str) -> Message:
+    return Message(
+        from_addr="The Brief <brief@example.org>",
+        to_addr="a@example.org",
+        to_name="",
+        subject="s",
+        html="<p>",
+        text=text,
+        message_id="<1@example.org>",
+    )
+
+
+def test_qp_lines_leave_room_for_a_soft_break() -> None:
+    for n in range(60, 90):
+        for filler in ("a", "é", "="):
+            encoded = qp_encode(filler * n)
+            assert all(len(line) <= 75 for line in encoded.split(b"\r\n")[-1:])
+            assert all(len(line) <= 76 for line in encoded.split(b"\r\n"))
