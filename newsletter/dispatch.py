@@ -7,7 +7,13 @@ from datetime import UTC, datetime
 
 from newsletter.errors import DispatchError
 from newsletter.models import Dispatch, Section
-from newsletter.select import default_preheader, default_subject, group_sections, select_signals
+from newsletter.select import (
+    default_preheader,
+    default_subject,
+    group_sections,
+    select_signals,
+    strength,
+)
 from newsletter.settings import Settings
 from newsletter.store import Store
 from newsletter.weeks import Week
@@ -47,10 +53,11 @@ def build_dispatch(store: Store, settings: Settings, week: Week) -> Dispatch:
         store.dispatches.hold_issue_number(row["id"], bool(ordered))
         row = store.dispatches.get_by_id(row["id"]) or row
         changes = {}
+        strongest = sorted(chosen, key=strength, reverse=True)  # a weak pinned one never leads
         if not row["subject_set"]:
-            changes["subject"] = default_subject(chosen, settings.name, row["issue_number"])
+            changes["subject"] = default_subject(strongest, settings.name, row["issue_number"])
         if not row["preheader_set"]:
-            changes["preheader"] = default_preheader(chosen)
+            changes["preheader"] = default_preheader(strongest)
         if row["status"] == "approved":
             changes["status"] = "draft"  # the content changed: the editor approves again
         if changes:
