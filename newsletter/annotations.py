@@ -295,7 +295,7 @@ def _apply(store: Store, record: Record, dry_run: bool, target: int | None) -> C
         if not changed:
             return Change(record.where, "unchanged", existing["title"], existing["id"])
         if not dry_run:
-            store.signals.update(existing["id"], values)
+            store.signals.update(existing["id"], {k: values[k] for k in changed})
         return Change(record.where, "updated", existing["title"], existing["id"], changed)
     except sqlite3.IntegrityError as exc:
         raise _fail(record.where, "url", f"conflicts with another stored signal ({exc})") from None

@@ -124,3 +124,22 @@ def test_a_source_that_breaks_keeps_its_earlier_signals(store: Store, tmp_path: 
     (result,) = collect(store, now=NOW).sources
     assert result.error and "cannot read" in result.error
     assert store.sources.get("k")["consecutive_errors"] == 2
+
+
+def test_a_title_or_summary_the_editor_rewrote_survives_refetch(
+    store: Store, tmp_path: Path
+) -> None:
+    body = _rss(
+        "<item><title>CAPEX UP!!!</title><link>https://example.org/c</link>"
+        "<description>Feed text.</description></item>"
+    )
+    store.sources.add("c", _feed(tmp_path, "c.rss", body))
+    collect(store, now=NOW)
+    fix = tmp_path / "fix.jsonl"
+    fix.write_text('{"url": "https://example.org/c", "title": "Capex up"}\n', encoding="utf-8")
+    import_annotations(store, [fix])
+    (tmp_path / "c.rss").write_bytes(body.replace(b"Feed text.", b"Feed text, revised."))
+    assert collect(store, now=NOW).updated == 1
+    (signal,) = store.signals.list()
+    assert signal.title == "Capex up"
+    assert signal.summary_text == "Feed text, revised."

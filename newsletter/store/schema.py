@@ -197,3 +197,9 @@ def m004_deliveries_lease(db: Database) -> None:
         )
         """,
     )
+
+
+@MIGRATIONS(name="m005_signals_editor_fields")
+def m005_signals_editor_fields(db: Database) -> None:
+    # Feed fields (title, summary, link) the editor has rewritten: a re-fetch leaves them be.
+    _run(db, "ALTER TABLE signals ADD COLUMN editor_fields TEXT")

@@ -27,6 +27,10 @@ WRITABLE = (
 )
 
 
+# Feed fields an editor may rewrite; once rewritten, a re-fetch no longer changes them.
+EDITABLE_FEED_FIELDS = ("title", "link", "summary_text", "summary_html")
+
+
 def _encode(field: str, value: Any) -> Any:
     if field in LIST_FIELDS and value is not None:
         return json.dumps(list(value), ensure_ascii=False)
@@ -101,11 +105,15 @@ class Signals:
                 ],
             )
             return "new"
-        changes = {
+        kept = set(json.loads(existing.get("editor_fields") or "[]"))
+        feed = {
             "title": item.title,
             "link": item.link,
             "summary_html": item.summary_html,
             "summary_text": item.summary_text,
+        }
+        changes = {
+            **{k: existing[k] if k in kept else v for k, v in feed.items()},
             "announce_type": item.announce_type or existing["announce_type"],
             "guid": existing["guid"] or item.guid,
             "arxiv_id": existing["arxiv_id"] or item.arxiv_id,
@@ -138,7 +146,21 @@ class Signals:
         )
         signal_id = int(cursor.lastrowid or 0)
         self._mark_annotated(signal_id, values)
+        self._mark_editor_fields(signal_id, values)
         return signal_id
+
+    def _mark_editor_fields(self, signal_id: int, values: dict[str, Any]) -> None:
+        written = {f for f in EDITABLE_FEED_FIELDS if f in values}
+        if not written:
+            return
+        row = self.db.execute(
+            "SELECT editor_fields FROM signals WHERE id = ?", [signal_id]
+        ).fetchone()
+        kept = set(json.loads(row[0] or "[]")) | written
+        self.db.execute(
+            "UPDATE signals SET editor_fields = ? WHERE id = ?",
+            [json.dumps(sorted(kept)), signal_id],
+        )
 
     def update(self, signal_id: int, values: dict[str, Any]) -> None:
         fields = [f for f in WRITABLE if f in values]
@@ -150,6 +172,7 @@ class Signals:
             [*(_encode(f, values[f]) for f in fields), now_iso(), signal_id],
         )
         self._mark_annotated(signal_id, values)
+        self._mark_editor_fields(signal_id, values)
 
     def _mark_annotated(self, signal_id: int, values: dict[str, Any]) -> None:
         if any(f in values for f in EDITORIAL_FIELDS):
