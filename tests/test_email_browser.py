@@ -1,0 +1,111 @@
+"""The email in a real headless Chromium (Debian's, never a downloaded one): phone and desktop
+widths, no sideways scrolling, tappable buttons, readable type, a visible unsubscribe link.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from newsletter.settings import Settings
+
+CHROMIUM = "/usr/bin/chromium"
+ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+pytestmark = pytest.mark.browser
+
+
+def _require_chromium() -> None:
+    """Missing on a developer machine: skip. Missing in CI: fail (`.ci/run` installs it)."""
+    if os.path.exists(CHROMIUM) or shutil.which("chromium"):
+        return
+    message = f"{CHROMIUM} is not installed (apt-get install chromium)"
+    if os.environ.get("CI"):
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    _require_chromium()
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        if os.environ.get("CI"):
+            pytest.fail("the playwright package is missing (pip install -e '.[test]')")
+        pytest.skip("the playwright package is missing")
+    executable = CHROMIUM if os.path.exists(CHROMIUM) else shutil.which("chromium")
+    with sync_playwright() as p:
+        launched = p.chromium.launch(executable_path=executable, args=ARGS)
+        yield launched
+        launched.close()
+
+
+@pytest.fixture
+def email_html(settings: Settings) -> str:
+    from test_render_email import make_dispatch, make_signal, personal
+
+    signals = [make_signal(i) for i in range(1, 12)]
+    # the worst case for a narrow screen: one unbreakable run of characters
+    signals.append(make_signal(12, title="Supercalifragilistic" * 6, why_now="x" * 200))
+    note = "A **long** week: https://example.org/" + "a" * 120
+    return personal(make_dispatch(signals, settings, note=note), settings)[0]
+
+
+@pytest.mark.parametrize("width", [375, 600])
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+def test_email_fits_the_screen(browser: Any, email_html: str, width: int, scheme: str) -> None:
+    page = browser.new_page(viewport={"width": width, "height": 900}, color_scheme=scheme)
+    try:
+        page.set_content(email_html, wait_until="load")
+        scroll_width, inner_width = page.evaluate(
+            "[document.documentElement.scrollWidth, window.innerWidth]"
+        )
+        assert scroll_width <= inner_width, f"{scroll_width}px of content in {inner_width}px"
+
+        unsubscribe = page.get_by_role("link", name="Unsubscribe")
+        unsubscribe.scroll_into_view_if_needed()
+        assert unsubscribe.is_visible()
+        box = unsubscribe.bounding_box()
+        assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= width
+        assert box["height"] >= 24  # padded to a tappable size
+
+        buttons = page.get_by_role("link", name="Read at arXiv cs.LG")
+        assert buttons.count() == 12
+        heights = [b["height"] for b in buttons.evaluate_all(
+            "els => els.map(e => e.closest('table').getBoundingClientRect().toJSON())"
+        )]  # fmt: skip
+        assert min(heights) >= 44, heights
+
+        body_size = page.locator(".sig p").nth(2).evaluate("e => getComputedStyle(e).fontSize")
+        assert body_size == "16px"
+        if width == 375:  # one column on a phone: the card spans the screen
+            card = page.locator(".card").nth(2).bounding_box()
+            assert card is not None and card["width"] >= 360
+    finally:
+        page.close()
+
+
+def test_dark_mode_changes_the_colours(browser: Any, email_html: str) -> None:
+    colours = {}
+    for scheme in ("light", "dark"):
+        page = browser.new_page(viewport={"width": 600, "height": 900}, color_scheme=scheme)
+        page.set_content(email_html, wait_until="load")
+        colours[scheme] = (
+            page.locator(".card")
+            .nth(2)
+            .evaluate("e => getComputedStyle(e.querySelector('table') || e).backgroundColor")
+        )
+        page.close()
+    assert colours["light"] != colours["dark"]
