@@ -1,0 +1,81 @@
+"""The pre-flight gate before a send: an error stops it (nothing sent) unless forced."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from newsletter.annotations import import_annotations
+from newsletter.checks import Tools
+from newsletter.checks.gate import PreflightError, preflight
+from newsletter.collect import collect
+from newsletter.dispatch import approve, build_dispatch
+from newsletter.settings import Settings
+from newsletter.sources_file import read_sources_file
+from newsletter.store import Store
+from newsletter.weeks import Week
+
+SAMPLE = Path(__file__).parent.parent / "newsletter" / "sample"
+WEEK = Week(2026, 24)
+NO_TOOLS = Tools(spamassassin=None, chromium=None)  # the gate is under test here, not the tools
+LONG = "A long editorial paragraph that an over-eager analyst kept writing. " * 12
+
+
+def load_sample(store: Store, tmp_path: Path, extra_signals: int = 0) -> None:
+    for spec in read_sources_file(SAMPLE / "sources.toml"):
+        store.sources.add(spec.name, spec.url, category=spec.category, label=spec.label)
+    collect(store, now=datetime(2026, 6, 14, tzinfo=UTC))
+    files = sorted((SAMPLE / "annotations").iterdir())
+    if extra_signals:
+        heavy = tmp_path / "heavy.jsonl"
+        heavy.write_text(
+            "\n".join(
+                json.dumps(
+                    {
+                        "title": f"Heavy signal {i}",
+                        "url": f"https://research.example.org/heavy/{i}",
+                        "published": "2026-06-10T09:00:00+00:00",
+                        "category": "Science",
+                        "signal_score": 60,
+                        "why_now": LONG,
+                        "why_important": LONG,
+                        "what_changes": LONG,
+                    }
+                )
+                for i in range(extra_signals)
+            )
+        )
+        files.append(heavy)
+    import_annotations(store, files)
+
+
+@pytest.fixture
+def heavy(store: Store, settings: Settings, tmp_path: Path) -> Settings:
+    """An approved dispatch far over Gmail's clipping limit."""
+    load_sample(store, tmp_path, extra_signals=40)
+    settings = settings.replace(max_signals=60)
+    build_dispatch(store, settings, WEEK)
+    approve(store, settings, WEEK)
+    return settings
+
+
+def test_an_oversize_dispatch_is_refused_and_nothing_is_sent(store: Store, heavy: Settings) -> None:
+    with pytest.raises(PreflightError) as caught:
+        preflight(store, heavy, WEEK, tools=NO_TOOLS)
+    message = str(caught.value)
+    assert message.startswith("pre-flight checks failed, nothing sent: size: HTML is")
+    assert "Gmail clips" in message and "--force" in message and "\n" not in message
+
+
+def test_force_and_dry_run_return_the_report_instead(store: Store, heavy: Settings) -> None:
+    for options in ({"force": True}, {"dry_run": True}):
+        report = preflight(store, heavy, WEEK, tools=NO_TOOLS, **options)
+        assert report is not None and not report.ok
+        assert [f.check for f in report.errors] == ["size"]
+
+
+def test_a_missing_dispatch_is_left_to_send_to_report(store: Store, settings: Settings) -> None:
+    assert preflight(store, settings, Week(2026, 30)) is None
