@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Iterator
@@ -85,3 +86,25 @@ def test_a_server_refusing_head_is_retried_with_get(site: str) -> None:
 def test_an_unreachable_host_is_broken_not_a_crash() -> None:
     found = check_links(message_linking("http://127.0.0.1:9/"), timeout=1)
     assert found[0].level == Level.ERROR and "ConnectError" in found[0].message
+
+
+def test_check_links_from_the_command_line(run, site: str, tmp_path) -> None:
+    from email.message import EmailMessage
+
+    mime = EmailMessage()
+    mime["Subject"] = "Links"
+    mime.set_content("text part")
+    mime.add_alternative(
+        f'<html><body><a href="{site}/ok">fine</a> <a href="{site}/missing">gone</a></body></html>',
+        subtype="html",
+    )
+    eml = tmp_path / "links.eml"
+    eml.write_bytes(mime.as_bytes())
+    args = ("check", "--eml", str(eml), "--skip=spam", "--skip=render", "--skip=lint")
+    without = run(*args)  # links are only fetched when asked: the network is opt-in
+    assert without.exit_code == 0 and "broken link" not in without.stdout
+    assert ("HEAD", "/missing") not in Handler.seen
+    result = run(*args, "--links", "--link-timeout", "1", "--json")
+    assert result.exit_code == 1
+    errors = [f["message"] for f in json.loads(result.stdout)["findings"] if f["level"] == "error"]
+    assert errors == [f"broken link {site}/missing: HTTP 404"]
