@@ -122,14 +122,20 @@ def _published(value: Any, where: str) -> datetime:
 
 
 def validate(
-    raw: dict[str, Any], where: str, lines: dict[str, int] | None = None
+    raw: dict[str, Any],
+    where: str,
+    lines: dict[str, int] | None = None,
+    file: str | None = None,
 ) -> dict[str, Any]:
-    """Check every field; return values keyed by the store's column names."""
+    """Check every field; return values keyed by the store's column names.
+
+    `lines` gives each field's line in `file` (default: `where`), for the error message.
+    """
     if not isinstance(raw, dict):
         raise _fail(where, None, f"expected a mapping of fields, got {type(raw).__name__}")
 
     def at(name: str) -> str:
-        return f"{where}:{lines[name]}" if lines and name in lines else where
+        return f"{file or where}:{lines[name]}" if lines and name in lines else where
 
     values: dict[str, Any] = {}
     for name, value in raw.items():
@@ -209,6 +215,44 @@ def _front_matter(text: str, where: str) -> tuple[dict[str, Any], dict[str, int]
     return data, positions, "".join(lines[end + 1 :]).strip()
 
 
+def _object_spans(text: str) -> list[tuple[int, int]]:
+    """Where each top-level object of a JSON document (one object or a list) starts and ends."""
+    decoder = json.JSONDecoder()
+    position = len(text) - len(text.lstrip())
+    if not text[position:].startswith("["):
+        return [(position, len(text))]
+    spans, position = [], position + 1
+    while True:
+        while position < len(text) and text[position] in " \t\r\n,":
+            position += 1
+        if position >= len(text) or text[position] == "]":
+            return spans
+        _, end = decoder.raw_decode(text, position)
+        spans.append((position, end))
+        position = end
+
+
+def _key_lines(text: str, start: int, end: int, first_line: int) -> dict[str, int]:
+    """The line of each top-level key of one JSON object (nested keys are ignored)."""
+    lines: dict[str, int] = {}
+    depth, position, decoder = 0, start, json.JSONDecoder()
+    while position < end:
+        char = text[position]
+        if char == '"':
+            value, after = decoder.raw_decode(text, position)
+            rest = text[after:end].lstrip()
+            if depth == 1 and rest.startswith(":") and value not in lines:
+                lines[value] = first_line + text.count("\n", start, position)
+            position = after
+            continue
+        if char in "{[":
+            depth += 1
+        elif char in "}]":
+            depth -= 1
+        position += 1
+    return lines
+
+
 def read_file(path: Path) -> list[Record]:
     """Parse and validate one file; raise AnnotationError naming file, line and field."""
     where = str(path)
@@ -237,7 +281,15 @@ def read_file(path: Path) -> list[Record]:
         except json.JSONDecodeError as exc:
             raise _fail(f"{where}:{exc.lineno}", None, f"invalid JSON ({exc.msg})") from None
         items = data if isinstance(data, list) else [data]
-        return [Record(f"{where}[{i}]", validate(d, f"{where}[{i}]")) for i, d in enumerate(items)]
+        spans = _object_spans(text)
+        records = []
+        for index, item in enumerate(items):
+            start, end = spans[index] if len(spans) == len(items) else (0, len(text))
+            line = text.count("\n", 0, start) + 1
+            at = f"{where}:{line}"
+            keys = _key_lines(text, start, end, line) if isinstance(item, dict) else {}
+            records.append(Record(at, validate(item, at, keys, file=where)))
+        return records
     raise _fail(where, None, "unknown format: use .md, .json or .jsonl")
 
 

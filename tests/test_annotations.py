@@ -66,7 +66,7 @@ SCORE = "must be a whole number from 0 to 100"
         ("j.jsonl", '{"url": "https://e.org/a"}\n{"url": "https://e.org/b", "signal_score": "x"}',
          "j.jsonl:2: signal_score: expected a whole number"),
         ("k.json", '[{"url": "https://e.org/a", "editorial_confidence": -1}]',
-         f"k.json[0]: editorial_confidence: {SCORE}"),
+         f"k.json:1: editorial_confidence: {SCORE}"),
         ("l.json", '{"url": "https://e.org/a",\n "title": }', "l.json:2: invalid JSON"),
         ("m.jsonl", '{"title": "no key"}\n', "m.jsonl:1: url: every annotation needs a url, guid"),
     ],
@@ -79,6 +79,14 @@ def test_invalid_annotation_names_file_line_and_field(
         import_annotations(store, [path])
     assert str(caught.value).startswith(str(tmp_path / message.split(":")[0]))
     assert message in str(caught.value)
+
+
+def test_json_errors_name_the_line_of_the_field(store: Store, tmp_path: Path) -> None:
+    records = [{"url": "https://e.org/a", "title": "A"}, {"url": "https://e.org/b", "horizon": "?"}]
+    path = _write(tmp_path, "list.json", json.dumps(records, indent=2))
+    with pytest.raises(AnnotationError) as caught:
+        import_annotations(store, [path])
+    assert str(caught.value).startswith(f"{path}:8: horizon: must be short, medium or long")
 
 
 def test_one_bad_record_anywhere_and_nothing_is_written(store: Store, tmp_path: Path) -> None:

@@ -189,5 +189,29 @@ def test_unreachable_host_is_a_clear_error(store: Store) -> None:
     assert result.error is not None and "cannot connect" in result.error
 
 
+def test_sources_are_fetched_concurrently(store: Store, server: str) -> None:
+    """Three sources meet at a barrier on the server: only concurrent fetches get past it."""
+    barrier = threading.Barrier(3, timeout=5)
+
+    def meet(h: BaseHTTPRequestHandler) -> None:
+        try:
+            barrier.wait()
+        except threading.BrokenBarrierError:
+            _send(h, 503, b"fetched one at a time", Content_Type="text/plain")
+            return
+        _send(h, 200, ARXIV)
+
+    for name in ("a", "b", "c"):
+        ROUTES[f"/meet/{name}"] = meet
+        store.sources.add(name, f"{server}/meet/{name}")
+    try:
+        report = collect(store, policy=FetchPolicy(read_timeout=10, concurrency=3))
+    finally:
+        for name in ("a", "b", "c"):
+            del ROUTES[f"/meet/{name}"]
+    assert report.failed == []
+    assert sorted(r.new for r in report.sources) == [0, 0, 3]
+
+
 def _signals(store: Store) -> list[dict[str, object]]:
     return [store.signals.row(s.id) or {} for s in store.signals.list()]
