@@ -143,7 +143,11 @@ def _lines(message: Parsed) -> list[Finding]:
 def _subject(subject: str) -> list[Finding]:
     subject = " ".join(subject.split())
     if not subject:
-        return [error("lint", "the subject is empty", "set one with `newsletter dispatch`")]
+        return [
+            error(
+                "lint", "the subject is empty", "set one with `newsletter dispatch set --subject`"
+            )
+        ]
     found: list[Finding] = []
     if len(subject) > SUBJECT_LONG:
         found.append(
