@@ -74,3 +74,14 @@ def test_help_lists_the_options(run) -> None:
     for option in ("--week", "--json", "--links", "--screenshots", "--eml"):
         assert option in result.output
     assert run("dkim", "keygen", "--help").exit_code == 0
+
+
+def test_the_preview_panel_page_shows_the_report_or_why_it_cannot(
+    store, settings, tmp_path: Path
+) -> None:
+    from newsletter.checks.panel import checks_page
+    from newsletter.weeks import Week
+
+    page = checks_page(store, settings, Week(2026, 30))
+    assert page.startswith("<!doctype html>")
+    assert "The checks cannot run: no dispatch for 2026-W30" in page
