@@ -99,6 +99,9 @@ def store_fetched(
         )
     except FeedError as exc:
         return _failed(store, source, result, str(exc))
+    except Exception as exc:  # feedparser is forgiving, but a feed must never stop the run
+        log.debug("parsing %s", source["name"], exc_info=True)
+        return _failed(store, source, result, f"cannot parse ({exc.__class__.__name__}: {exc})")
     result.warnings = parsed.warnings
     result.status = WARNINGS if parsed.warnings else OK
     with store.transaction():
@@ -129,13 +132,19 @@ def _fetch_all(
     """Yield each source with its fetched body (or the error) as soon as it arrives."""
 
     def one(source: dict[str, Any], client: httpx.Client | None) -> Fetched:
-        return fetch(
-            source["url"],
-            client=client,
-            etag=source.get("etag"),
-            last_modified=source.get("last_modified"),
-            policy=policy,
-        )
+        try:
+            return fetch(
+                source["url"],
+                client=client,
+                etag=source.get("etag"),
+                last_modified=source.get("last_modified"),
+                policy=policy,
+            )
+        except FeedError:
+            raise
+        except Exception as exc:  # one odd source (a bad URL, a library bug) never stops the rest
+            log.debug("fetching %s", source["url"], exc_info=True)
+            raise FeedError(f"{source['url']}: {exc.__class__.__name__}: {exc}") from None
 
     remote = [s for s in sources if _is_remote(s["url"])]
     client = make_client(policy) if remote else None

@@ -56,7 +56,10 @@ class Fetched:
 
 def local_path(url: str) -> Path | None:
     """The file a source points at, for `file:` URLs and bare paths; None for http(s)."""
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:
+        raise FeedError(f"{url}: not a valid URL ({exc})") from None
     if parts.scheme == "file":
         return Path(unquote(parts.path))
     if parts.scheme in ("http", "https"):

@@ -48,8 +48,14 @@ def check_source(
         path = local_path(url)
     except FeedError as exc:
         raise FeedError(f"{at}url: {exc}") from None
-    if path is None and not urlsplit(url).hostname:
-        raise FeedError(f"{at}url {url!r}: no host name")
+    if path is None:
+        parts = urlsplit(url)
+        if not parts.hostname or any(c.isspace() for c in parts.netloc):
+            raise FeedError(f"{at}url {url!r}: no valid host name")
+        try:
+            parts.port  # noqa: B018 (raises on a port out of range)
+        except ValueError:
+            raise FeedError(f"{at}url {url!r}: invalid port") from None
     for field_name, value in (("category", category), ("label", label)):
         if value is not None and (not value.strip() or "\n" in value):
             raise FeedError(f"{at}{field_name}: must be one non-empty line")

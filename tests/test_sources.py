@@ -43,7 +43,9 @@ def test_add_list_disable_enable_remove(run) -> None:
     [
         (("sources", "add", "my feed", "https://e.org/f"), "name 'my feed'"),
         (("sources", "add", "f", "ftp://e.org/f"), "unsupported URL scheme 'ftp'"),
-        (("sources", "add", "f", "https:///f"), "no host name"),
+        (("sources", "add", "f", "https:///f"), "no valid host name"),
+        (("sources", "add", "f", "https://e.org:99999/f"), "invalid port"),
+        (("sources", "add", "f", "http://[::1/f"), "not a valid URL"),
         (("sources", "disable", "nope"), "no source named 'nope'"),
         (("sources", "remove", "nope"), "no source named 'nope'"),
         (("collect", "--source", "nope"), "no source named 'nope'"),
