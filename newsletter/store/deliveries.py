@@ -90,46 +90,60 @@ class Deliveries:
         self, dispatch_id: int, limit: int, *, after_id: int = 0
     ) -> list[tuple[int, Subscriber]]:
         """Queued deliveries whose subscriber is still active, in id order after `after_id`."""
-        return [
-            (r["delivery_id"], Subscriber.from_row(r))
-            for r in rows(
-                self.db,
-                "SELECT d.id AS delivery_id, s.id, s.email, s.name, s.status"
-                " FROM deliveries d JOIN subscribers s ON s.id = d.subscriber_id"
-                " WHERE d.dispatch_id = ? AND d.status = 'queued' AND d.id > ?"
-                " AND s.status = 'active' ORDER BY d.id LIMIT ?",
-                [dispatch_id, after_id, limit],
-            )
-        ]
+        cursor = self.db.execute(
+            "SELECT d.id, s.id, s.email, s.name, s.status"
+            " FROM deliveries d JOIN subscribers s ON s.id = d.subscriber_id"
+            " WHERE d.dispatch_id = ? AND d.status = 'queued' AND d.id > ?"
+            " AND s.status = 'active' ORDER BY d.id LIMIT ?",
+            [dispatch_id, after_id, limit],
+        )
+        return [(row[0], Subscriber(*row[1:])) for row in cursor.fetchall()]
 
     def mark_sending(self, delivery_id: int, message_id: str) -> bool:
         """Claim a queued delivery; False when it is no longer queued or its subscriber left."""
         cursor = self.db.execute(
             "UPDATE deliveries SET status = 'sending', attempts = attempts + 1, message_id = ?,"
-            " updated_at = ? WHERE id = ? AND status = 'queued' AND subscriber_id IN"
-            " (SELECT id FROM subscribers WHERE status = 'active')",
+            " updated_at = ? WHERE id = ? AND status = 'queued' AND EXISTS (SELECT 1 FROM"
+            " subscribers s WHERE s.id = deliveries.subscriber_id AND s.status = 'active')",
             [message_id, now_iso(), delivery_id],
         )
         return cursor.rowcount == 1
 
     def claim(self, pairs: Sequence[tuple[int, str]]) -> set[int]:
-        """Mark many deliveries `sending` in one durable commit; return the ids claimed."""
-        claimed = set()
+        """Mark many deliveries `sending` in one durable commit; return the ids claimed.
+
+        A row is claimed only while queued and while its subscriber is still active, so an
+        unsubscribe that landed a moment ago is respected.
+        """
+        now = now_iso()
         with self.db.atomic():
+            cursor = self.db.conn.executemany(
+                "UPDATE deliveries SET status = 'sending', attempts = attempts + 1,"
+                " message_id = ?, updated_at = ? WHERE id = ? AND status = 'queued' AND EXISTS"
+                " (SELECT 1 FROM subscribers s WHERE s.id = deliveries.subscriber_id"
+                " AND s.status = 'active')",
+                [(message_id, now, delivery_id) for delivery_id, message_id in pairs],
+            )
+            if cursor.rowcount == len(pairs):
+                return {delivery_id for delivery_id, _ in pairs}
+            claimed = set()
             for delivery_id, message_id in pairs:
-                if self.mark_sending(delivery_id, message_id):
+                row = self.db.execute(
+                    "SELECT status, message_id FROM deliveries WHERE id = ?", [delivery_id]
+                ).fetchone()
+                if row == ("sending", message_id):
                     claimed.add(delivery_id)
-        return claimed
+            return claimed
 
     def record(self, outcomes: Iterable[Outcome]) -> None:
         """Write what the sender answered, in one commit."""
         now = now_iso()
         with self.db.atomic():
-            for o in outcomes:
-                self.db.execute(
-                    "UPDATE deliveries SET status = ?, provider_message_id = ?, last_error = ?,"
-                    " attempts = attempts + ?, sent_at = ?, updated_at = ? WHERE id = ?",
-                    [
+            self.db.conn.executemany(
+                "UPDATE deliveries SET status = ?, provider_message_id = ?, last_error = ?,"
+                " attempts = attempts + ?, sent_at = ?, updated_at = ? WHERE id = ?",
+                [
+                    (
                         o.status,
                         o.provider_id,
                         (o.error or "")[:1000] or None,
@@ -137,8 +151,10 @@ class Deliveries:
                         now if o.status == "sent" else None,
                         now,
                         o.delivery_id,
-                    ],
-                )
+                    )
+                    for o in outcomes
+                ],
+            )
 
     def mark_sent(self, delivery_id: int, provider_message_id: str | None = None) -> None:
         self.record([Outcome(delivery_id, "sent", provider_id=provider_message_id)])
