@@ -130,7 +130,7 @@ _PAGE = """<!doctype html>
  main {{ display: flex; gap: 24px; padding: 16px; align-items: flex-start; overflow-x: auto; }}
  figure {{ margin: 0; }} figcaption {{ margin: 0 0 6px; color: #1d2430; }}
  iframe {{ border: 1px solid #aab3bf; background: #fff; height: 85vh; }}
- #phone {{ width: 375px; }} #desktop {{ width: 800px; }} #text {{ width: 620px; }}
+ #phone {{ width: 375px; }} #desktop {{ width: 800px; }} #text, #checks {{ width: 620px; }}
 </style></head>
 <body><header>{title} · reloads when a template, signal or setting changes ·
 <span id="state">live</span></header>
@@ -140,6 +140,7 @@ _PAGE = """<!doctype html>
 <figure><figcaption>Desktop · 800 px</figcaption><iframe id="desktop" src="/email.html"></iframe>
 </figure>
 <figure><figcaption>Plain text</figcaption><iframe id="text" src="/email.txt"></iframe></figure>
+{panel}
 </main>
 <script>
 let version = {version};
@@ -150,8 +151,8 @@ async function poll() {{
     document.getElementById("state").textContent = "live";
     if (v !== version) {{
       version = v;
-      for (const id of ["phone", "desktop", "text"]) {{
-        document.getElementById(id).contentWindow.location.reload();
+      for (const frame of document.querySelectorAll("iframe")) {{
+        frame.contentWindow.location.reload();
       }}
     }}
   }} catch (e) {{ document.getElementById("state").textContent = "server stopped"; }}
@@ -162,13 +163,26 @@ setTimeout(poll, 1000);
 """
 
 
+_PANEL = (
+    '<figure><figcaption>Pre-flight checks</figcaption><iframe id="checks" src="/checks">'
+    "</iframe></figure>"
+)
+
+
 class PreviewServer(HTTPServer):
     """One thread (the store's SQLite connection stays in the thread that opened it)."""
 
-    def __init__(self, address: tuple[str, int], render: Render, title: str) -> None:
+    def __init__(
+        self,
+        address: tuple[str, int],
+        render: Render,
+        title: str,
+        panel: Callable[[], str] | None = None,
+    ) -> None:
         super().__init__(address, _Handler)
         self.render = render
         self.title = title
+        self.panel = panel
         self.current = snapshot(render)
 
     @property
@@ -193,13 +207,17 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(200, "application/json", body)
         elif path == "/":
             page = _PAGE.format(
-                title=html_lib.escape(server.title), version=json.dumps(server.current.version)
+                title=html_lib.escape(server.title),
+                version=json.dumps(server.current.version),
+                panel=_PANEL if server.panel else "",
             )
             self._send(200, "text/html; charset=utf-8", page.encode("utf-8"))
         elif path == "/email.html":
             self._send(200, "text/html; charset=utf-8", server.current.html.encode("utf-8"))
         elif path == "/email.txt":
             self._send(200, "text/plain; charset=utf-8", server.current.text.encode("utf-8"))
+        elif path == "/checks" and server.panel is not None:
+            self._send(200, "text/html; charset=utf-8", server.panel().encode("utf-8"))
         else:
             self._send(404, "text/plain", b"not found")
 
@@ -216,10 +234,16 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 def make_preview_server(
-    render: Render, *, title: str = "newsletter", host: str = "127.0.0.1", port: int = 8025
+    render: Render,
+    *,
+    title: str = "newsletter",
+    host: str = "127.0.0.1",
+    port: int = 8025,
+    panel: Callable[[], str] | None = None,
 ) -> PreviewServer:
-    """Bound to loopback only; port 0 picks a free one."""
+    """Bound to loopback only; port 0 picks a free one. `panel` adds a page beside the views
+    (the pre-flight checks report), fetched when the page loads or reloads."""
     try:
-        return PreviewServer((host, port), render, title)
+        return PreviewServer((host, port), render, title, panel)
     except OSError as exc:
         raise NewsletterError(f"--port: cannot listen on {host}:{port} ({exc.strerror})") from None

@@ -94,8 +94,8 @@ def test_cli_without_a_dispatch(run) -> None:
 def serve() -> Iterator:
     servers: list[PreviewServer] = []
 
-    def start(render) -> tuple[PreviewServer, httpx.Client]:
-        server = make_preview_server(render, title="Test", port=0)
+    def start(render, panel=None) -> tuple[PreviewServer, httpx.Client]:
+        server = make_preview_server(render, title="Test", port=0, panel=panel)
         servers.append(server)
         threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}).start()
         return server, httpx.Client(base_url=server.url, timeout=5)
@@ -131,6 +131,13 @@ def test_live_server_reloads_when_anything_changes(serve) -> None:
     assert client.get("/version").json()["version"] != second
     assert "does not compile as MJML: oops" in client.get("/email.html").text
     assert client.get("/nope").status_code == 404
+    assert client.get("/checks").status_code == 404  # no panel asked for
+
+
+def test_live_server_shows_a_panel_beside_the_views(serve) -> None:
+    _, client = serve(lambda: ("<p>x</p>", "x"), panel=lambda: "<p>3 checks passed</p>")
+    assert 'id="checks" src="/checks"' in client.get("/").text
+    assert client.get("/checks").text == "<p>3 checks passed</p>"
 
 
 def test_live_server_refuses_other_host_names(serve) -> None:

@@ -219,10 +219,13 @@ def _serve(app: App, week: Week, port: int, open_: bool) -> None:
         fresh = load_settings(env_file=app.env_file)
         return fresh.replace(db=app.settings.db)
 
+    from newsletter.checks.panel import checks_page
+
     server = make_preview_server(
         live_renderer(app.store, settings, week),
         title=f"{app.settings.name} · {week}",
         port=port,
+        panel=lambda: checks_page(app.store, settings(), week),
     )
     click.echo(f"preview: {server.url}  (Ctrl-C stops)", err=True)
     if open_:
