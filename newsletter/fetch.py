@@ -17,6 +17,7 @@ import httpx
 
 from newsletter import __version__
 from newsletter.errors import FeedError
+from newsletter.settings import Settings
 
 USER_AGENT = (
     f"newsletter/{__version__} (weekly intelligence brief feed collector;"
@@ -42,6 +43,16 @@ class FetchPolicy:
 
 
 DEFAULT_POLICY = FetchPolicy()
+
+
+def policy_from(settings: Settings) -> FetchPolicy:
+    """The operator's NEWSLETTER_FETCH_* settings as a policy."""
+    return FetchPolicy(
+        connect_timeout=min(DEFAULT_POLICY.connect_timeout, settings.fetch_timeout),
+        read_timeout=settings.fetch_timeout,
+        max_bytes=settings.fetch_max_mb * 1024 * 1024,
+        concurrency=settings.fetch_concurrency,
+    )
 
 
 @dataclass(frozen=True)

@@ -474,6 +474,27 @@ SETTINGS: tuple[Spec, ...] = (
         _url,
         "Resend API base URL",
     ),
+    Spec(
+        "fetch_timeout",
+        "NEWSLETTER_FETCH_TIMEOUT",
+        "20",
+        _float(1),
+        "seconds `collect` waits for a feed server to send data (connect: at most 10)",
+    ),
+    Spec(
+        "fetch_concurrency",
+        "NEWSLETTER_FETCH_CONCURRENCY",
+        "8",
+        _int(1, 64),
+        "feeds `collect` fetches at once",
+    ),
+    Spec(
+        "fetch_max_mb",
+        "NEWSLETTER_FETCH_MAX_MB",
+        "10",
+        _int(1, 200),
+        "largest feed `collect` accepts, in MB after decompression",
+    ),
 )
 
 
@@ -539,6 +560,9 @@ class Settings:
     sendgrid_api_url: str
     mailgun_api_url: str
     resend_api_url: str
+    fetch_timeout: float
+    fetch_concurrency: int
+    fetch_max_mb: int
 
     @property
     def from_email(self) -> str:

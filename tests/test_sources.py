@@ -115,3 +115,14 @@ def test_a_bad_file_changes_nothing(run, tmp_path: Path) -> None:
     result = run("sources", "load", "s.toml")
     assert result.exit_code == 1 and "name 'bad name'" in result.output
     assert "no sources yet" in run("sources", "list").output
+
+
+def test_fetch_settings_reach_collect(run, tmp_path: Path) -> None:
+    big = tmp_path / "big.xml"
+    big.write_bytes(ARXIV.read_bytes().replace(b"</channel>", b" " * 1_100_000 + b"</channel>"))
+    assert run("sources", "add", "big", str(big)).exit_code == 0
+    capped = run("collect", extra_env={"NEWSLETTER_FETCH_MAX_MB": "1"})
+    assert capped.exit_code == 3 and "larger than the 1 MB limit" in capped.output
+    assert run("collect").exit_code == 0
+    bad = run("collect", extra_env={"NEWSLETTER_FETCH_CONCURRENCY": "0"})
+    assert bad.exit_code == 1 and "NEWSLETTER_FETCH_CONCURRENCY" in bad.output

@@ -11,6 +11,7 @@ from newsletter.cli.base import PARTIAL, App, cli, pass_app
 from newsletter.collect import SourceResult
 from newsletter.collect import collect as run_collect
 from newsletter.errors import FeedError
+from newsletter.fetch import policy_from
 from newsletter.sources_file import check_source, load_sources
 
 
@@ -54,7 +55,12 @@ def collect(app: App, names: tuple[str, ...]) -> None:
         for warning in result.warnings:
             click.echo(f"  ! {warning}", err=True)
 
-    report = run_collect(app.store, names=list(names) or None, progress=progress)
+    report = run_collect(
+        app.store,
+        names=list(names) or None,
+        progress=progress,
+        policy=policy_from(app.settings),
+    )
     if not report.sources:
         click.echo("no enabled sources: add one with `newsletter sources add NAME URL`")
         return
