@@ -41,6 +41,7 @@ TEXT_FIELDS = (
     "arxiv_id",
     "announce_type",
 )
+ONE_LINE_FIELDS = ("title", "source", "category", "guid")
 KNOWN_FIELDS = {*TEXT_FIELDS, *LIST_FIELDS, *SCORE_FIELDS, "url", "published", "horizon"}
 ANNOUNCE_TYPES = ("new", "cross", "replace", "replace-cross")
 
@@ -178,7 +179,9 @@ def validate(
         else:
             if not isinstance(value, str | int | float) or isinstance(value, bool):
                 raise _fail(at(name), name, f"expected text, got {type(value).__name__}")
-            values[name] = str(value).strip()
+            text = str(value).strip()
+            # A title or label becomes a subject line or a header: never more than one line.
+            values[name] = " ".join(text.split()) if name in ONE_LINE_FIELDS else text
     if "source" in values:
         values["source_label"] = values.pop("source")
     if "summary" in values:

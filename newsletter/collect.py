@@ -102,8 +102,14 @@ def store_fetched(
     except Exception as exc:  # feedparser is forgiving, but a feed must never stop the run
         log.debug("parsing %s", source["name"], exc_info=True)
         return _failed(store, source, result, f"cannot parse ({exc.__class__.__name__}: {exc})")
-    result.warnings = parsed.warnings
-    result.status = WARNINGS if parsed.warnings else OK
+    result.warnings = list(parsed.warnings)
+    if fetched.moved_to:
+        # Followed, but not rewritten on our own: a hijacked redirect must not stick silently.
+        result.warnings.append(
+            f"{source['name']}: moved permanently to {fetched.moved_to};"
+            f" update it with `newsletter sources add {source['name']} {fetched.moved_to}`"
+        )
+    result.status = WARNINGS if result.warnings else OK
     with store.transaction():
         for item in parsed.items:
             outcome = store.signals.upsert_item(item, source["id"], now)

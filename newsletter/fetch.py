@@ -63,6 +63,7 @@ class Fetched:
     last_modified: str | None = None
     not_modified: bool = False
     content_type: str | None = None
+    moved_to: str | None = None  # a permanent redirect: the source's URL should be updated
 
 
 def local_path(url: str) -> Path | None:
@@ -161,12 +162,14 @@ def _get(client: httpx.Client, url: str, headers: dict[str, str], policy: FetchP
                 if total > policy.max_bytes:
                     raise FeedError(f"{url}: larger than the {_mb(policy.max_bytes)} limit")
                 chunks.append(chunk)
+            permanent = all(r.status_code in (301, 308) for r in response.history)
             return Fetched(
                 body=b"".join(chunks),
                 url=str(response.url),
                 etag=response.headers.get("etag"),
                 last_modified=response.headers.get("last-modified"),
                 content_type=response.headers.get("content-type"),
+                moved_to=str(response.url) if response.history and permanent else None,
             )
     except httpx.TooManyRedirects:
         raise FeedError(f"{url}: more than {policy.max_redirects} redirects (a loop?)") from None

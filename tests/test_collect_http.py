@@ -135,6 +135,7 @@ def test_one_run_lands_the_good_sources_and_names_why_the_others_failed(
     assert "an HTML page, not an RSS or Atom feed" in errors["page"]
     # Two sources per feed (a redirect to it, a plain copy): each item is stored once.
     assert by["moved"].error is None
+    assert any(f"moved permanently to {server}/arxiv.rss" in w for w in by["moved"].warnings)
     assert by["arxiv-rss"].new + by["moved"].new == 3
     assert by["arxiv-rss"].unchanged + by["moved"].unchanged == 3
     assert by["atom-gz"].new + by["same"].new == 7

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from newsletter.annotations import read_file
 from newsletter.parse import parse_feed
 from newsletter.sanitise import html_to_text, plain, sanitise_html, text_to_html
 
@@ -66,3 +67,16 @@ def test_plain_text_keeps_paragraphs_and_unescapes() -> None:
     assert html_to_text("<p>A &amp; B</p><p>C<br>D</p>") == "A & B\n\nC\n\nD"
     assert plain("  <b>Fish</b> &amp;\n chips ") == "Fish & chips"
     assert text_to_html("one <two>\n\nthree") == "<p>one &lt;two&gt;</p><p>three</p>"
+
+
+def test_titles_are_one_line_whatever_the_feed_or_editor_sends(tmp_path: Path) -> None:
+    body = (
+        b'<rss version="2.0"><channel><title>x</title><item><title>Capex\r\nBcc: a@evil.example'
+        b"\r\n\r\nbody</title><link>https://e.org/a</link></item></channel></rss>"
+    )
+    (item,) = parse_feed(body).items
+    assert item.title == "Capex Bcc: a@evil.example body"
+    path = tmp_path / "a.jsonl"
+    path.write_text('{"url": "https://e.org/a", "title": "A\\r\\nBcc: b@evil.example"}\n')
+    (record,) = read_file(path)
+    assert record.values["title"] == "A Bcc: b@evil.example"
