@@ -37,7 +37,6 @@ _FEED_LINK = re.compile(
     rb"<link[^>]+type=[\"']application/(?:rss|atom)\+xml[\"'][^>]*>", re.IGNORECASE
 )
 _HREF = re.compile(rb"href=[\"']([^\"']+)[\"']", re.IGNORECASE)
-_SNIPPET = 80
 
 
 @dataclass(frozen=True)
@@ -74,10 +73,14 @@ def _published(entry: feedparser.FeedParserDict) -> datetime | None:
 
 
 def _summary(entry: feedparser.FeedParserDict) -> str:
+    """The item's own summary; the full content only when there is none (a brief, not a copy)."""
+    summary = entry.get("summary") or entry.get("description")
+    if summary:
+        return str(summary)
     for content in entry.get("content") or []:
         if content.get("value"):
             return str(content["value"])
-    return str(entry.get("summary") or entry.get("description") or "")
+    return ""
 
 
 def _reason(exc: object) -> str:
