@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 
 import yaml
 
-from newsletter.canonical import arxiv_id_of, bare_arxiv_id, canonical_url
+from newsletter.canonical import arxiv_id_of, arxiv_url, bare_arxiv_id, canonical_url
 from newsletter.errors import AnnotationError
 from newsletter.models import EDITORIAL_FIELDS, HORIZONS, LIST_FIELDS, SCORE_FIELDS
 from newsletter.sanitise import text_to_html
@@ -337,6 +337,8 @@ def _apply(store: Store, record: Record, dry_run: bool, target: int | None) -> C
         values.pop("summary_html", None)
     try:
         if existing is None:
+            if "url" not in values and values.get("arxiv_id"):
+                values["url"] = values["link"] = arxiv_url(values["arxiv_id"])
             if "title" not in values or "url" not in values:
                 missing = "title" if "title" not in values else "url"
                 raise _fail(

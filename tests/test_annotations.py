@@ -188,3 +188,11 @@ def test_list_filters_and_show_errors(run, tmp_path: Path) -> None:
     missing = run("signals", "show", "99")
     assert missing.exit_code == 1 and "no signal with id 99" in missing.output
     assert run("signals", "list", "--week", "2026-W60").exit_code == 2
+
+
+def test_an_arxiv_id_is_enough_to_create_with_a_title(store: Store, tmp_path: Path) -> None:
+    path = _write(tmp_path, "a.md", "---\narxiv_id: '2606.10000v2'\ntitle: A paper\n---\nNotes.\n")
+    assert len(import_annotations(store, [path]).created) == 1
+    (signal,) = store.signals.list()
+    assert (signal.url, signal.arxiv_id) == ("https://arxiv.org/abs/2606.10000", "2606.10000")
+    assert signal.summary_text == "Notes."
