@@ -324,7 +324,8 @@ class _Run:
         # backoff waits end early when the run is told to stop
         pause = sleep or (lambda seconds: self.stop.wait(seconds) and None)
         chunk = max(1, self.sender.batch_size)
-        window = settings.concurrency * (2 if chunk == 1 else 1)
+        # one batch ready beyond the busy workers keeps them fed; in flight at a kill: <= window
+        window = settings.concurrency * 2 if chunk == 1 else settings.concurrency + 1
         bucket = TokenBucket(settings.rate)
         renew_every = max(0.2, settings.send_lease / 3)
         renewed = time.monotonic()
