@@ -43,6 +43,7 @@ class SourceResult:
     status: str = OK
     error: str | None = None
     warnings: list[str] = field(default_factory=list)
+    failures_in_a_row: int = 0
 
 
 @dataclass
@@ -128,6 +129,7 @@ def store_fetched(
 def _failed(store: Store, source: dict[str, Any], result: SourceResult, error: str) -> SourceResult:
     result.error = error
     result.status = ERROR
+    result.failures_in_a_row = int(source.get("consecutive_errors") or 0) + 1
     store.sources.record_fetch(source["id"], status=ERROR, error=error)
     return result
 

@@ -182,6 +182,9 @@ def test_cli_exit_code_says_whether_any_source_failed(run, server: str) -> None:
     assert "good: unchanged (304 Not Modified)" in partial.output
     listing = run("sources", "list").output
     assert "not-modified" in listing and "last error:" in listing
+    run("collect")
+    third = run("collect")
+    assert "failed 3 runs in a row: `newsletter sources disable gone`" in third.output
 
 
 def test_unreachable_host_is_a_clear_error(store: Store) -> None:

@@ -23,9 +23,19 @@ def init(app: App) -> None:
     click.echo(f"database ready: {app.settings.db} (schema {store.schema_version()[-1]})")
 
 
+STREAK_HINT = 3  # consecutive failures before `collect` suggests disabling a source
+
+
 def _line(result: SourceResult) -> str:
     if result.error:
-        return f"✗ {result.name}: {result.error}"
+        streak = result.failures_in_a_row
+        hint = (
+            f" (failed {streak} runs in a row: `newsletter sources disable {result.name}`"
+            " stops trying)"
+            if streak >= STREAK_HINT
+            else ""
+        )
+        return f"✗ {result.name}: {result.error}{hint}"
     if result.status in ("not-modified", "unchanged"):
         why = "304 Not Modified" if result.status == "not-modified" else "same content as last time"
         return f"= {result.name}: unchanged ({why})"
