@@ -5,6 +5,7 @@ compiling again.
 
 from __future__ import annotations
 
+import html
 import re
 import secrets
 import textwrap
@@ -58,6 +59,15 @@ def _markdown() -> MarkdownIt:
 _MARKDOWN = _markdown()
 
 
+_HREF = re.compile(r'<a\s[^>]*?href="([^"]+)"')
+
+
+def links(fragment: str) -> list[str]:
+    """The absolute links of a sanitised fragment, in order, once each (for the text part)."""
+    found = (html.unescape(h) for h in _HREF.findall(fragment or ""))
+    return list(dict.fromkeys(h for h in found if h.startswith(("https://", "http://"))))
+
+
 def markdown_html(text: str | None) -> Markup:
     """The editor's note as safe HTML (raw HTML in it is shown as text)."""
     return Markup(_MARKDOWN.render(text or "").strip())  # noqa: S704 - html=False escapes it
@@ -77,6 +87,7 @@ def make_environment(directory: Path | None = None) -> jinja2.Environment:
     )
     env.filters["wrap"] = wrap
     env.filters["markdown"] = markdown_html
+    env.filters["links"] = links
     env.filters["date"] = lambda d: f"{d:%b} {d.day}, {d.year}"
     return env
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import replace
 from datetime import UTC, datetime
 from html.parser import HTMLParser
+from pathlib import Path
 
 import pytest
 
@@ -252,3 +254,39 @@ def test_sections_follow_the_configured_order(settings: Settings) -> None:
     _, text = personal(make_dispatch(signals, settings), settings)
     order = [text.index(f"== {name.upper()} ==") for name in ("AI", "Markets", "Energy", "Zoology")]
     assert order == sorted(order)
+
+
+def test_links_in_a_summary_are_listed_in_the_text_part(settings: Settings) -> None:
+    summary = sanitise_html(
+        '<p>See <a href="/abs/2606.1?v=1&amp;x=2">the paper</a> and <a href="mailto:a@b.org">'
+        "mail</a>.</p>",
+        "https://arxiv.org/list",
+    )
+    signal = make_signal(1, summary_html=summary, summary_text="See the paper and mail.")
+    html, text = personal(make_dispatch([signal], settings), settings)
+    assert 'href="https://arxiv.org/abs/2606.1?v=1&amp;x=2"' in html
+    lines = text.splitlines()
+    at = lines.index("Links:")
+    assert lines[at + 1] == "  https://arxiv.org/abs/2606.1?v=1&x=2"
+
+
+GOLDEN = Path(__file__).parent / "fixtures" / "render"
+
+
+@pytest.mark.parametrize("part", ["html", "txt"])
+def test_golden_email(settings: Settings, part: str) -> None:
+    """The whole rendered email for a fixed dispatch; `UPDATE_GOLDEN=1 pytest` rewrites it.
+
+    A diff here is a change a reader would see: review it, then update the file.
+    """
+    signals = [make_signal(1), make_signal(2, winners=(), effects_third=None, horizon=None)]
+    signals.append(Signal(3, "A bare signal", "https://example.org/3", signals[0].published))
+    dispatch = make_dispatch(signals, settings, note="A **quiet** week.")
+    html, text = personal(dispatch, settings)
+    got = html if part == "html" else text
+    path = GOLDEN / f"dispatch.{part}"
+    if os.environ.get("UPDATE_GOLDEN"):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(got, encoding="utf-8")
+    assert path.is_file(), f"{path} missing: run UPDATE_GOLDEN=1 pytest {__file__}"
+    assert got == path.read_text(encoding="utf-8")

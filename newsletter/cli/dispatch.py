@@ -29,12 +29,16 @@ def dispatch() -> None:
     """The week's dispatch: build, pin/drop signals, set texts, show, approve."""
 
 
+def _number(shown: Dispatch) -> str:
+    return str(shown.issue_number) if shown.issue_number > 0 else "none yet"
+
+
 def _summary(built: Dispatch) -> None:
     if not built.signals:
         click.echo(f"{built.week}: no eligible signals this week; nothing will be sent")
         return
     click.echo(
-        f"dispatch {built.week} (issue {built.issue_number}, {built.status}): "
+        f"dispatch {built.week} (issue {_number(built)}, {built.status}): "
         f"{len(built.signals)} signals in {len(built.sections)} sections"
     )
     click.echo(f"subject: {built.subject}")
@@ -132,7 +136,7 @@ def dispatch_show(app: App, week_text: str | None) -> None:
             f"no dispatch for {week}: run `newsletter dispatch build --week {week}`"
         )
     pinned, dropped = app.store.dispatches.editor_choices(shown.id)
-    click.echo(f"dispatch {shown.week} · issue {shown.issue_number} · {shown.status}")
+    click.echo(f"dispatch {shown.week} · issue {_number(shown)} · {shown.status}")
     click.echo(f"subject:   {shown.subject}")
     click.echo(f"preheader: {shown.preheader}")
     if shown.note:
