@@ -129,8 +129,6 @@ ExecStart={executable}{env} weekly
 # SIGTERM lets the messages in flight finish and be recorded before the process exits
 KillSignal=SIGTERM
 TimeoutStopSec=300
-# exit code 3 (some deliveries failed) is reported, not retried blindly
-SuccessExitStatus=3
 
 # /etc/systemd/system/newsletter-weekly.timer
 [Unit]

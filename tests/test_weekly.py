@@ -111,3 +111,18 @@ def test_print_cron_and_systemd_name_this_install(run, tmp_path: Path) -> None:
     assert "Persistent=true" in units
     exec_start = next(x for x in units.splitlines() if x.startswith("ExecStart="))
     assert exec_start.endswith(" weekly") and "newsletter" in exec_start
+
+
+def test_the_shipped_systemd_units_match_what_print_systemd_writes() -> None:
+    from newsletter.weekly import systemd_units
+
+    contrib = Path(__file__).parent.parent / "contrib" / "systemd"
+    printed = systemd_units(Path("/srv/newsletter"), Path("/srv/newsletter/.venv/bin/newsletter"))
+
+    def settings_lines(text: str) -> list[str]:
+        return [x for x in text.splitlines() if x.strip() and not x.startswith("#")]
+
+    shipped = (contrib / "newsletter-weekly.service").read_text() + (
+        contrib / "newsletter-weekly.timer"
+    ).read_text()
+    assert settings_lines(shipped) == settings_lines(printed)
