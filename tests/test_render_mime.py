@@ -230,3 +230,25 @@ def test_qp_lines_leave_room_for_a_soft_break() -> None:
             encoded = qp_encode(filler * n)
             assert all(len(line) <= 75 for line in encoded.split(b"\r\n")[-1:])
             assert all(len(line) <= 76 for line in encoded.split(b"\r\n"))
+
+
+@pytest.mark.parametrize(
+    ("from_addr", "display"),
+    [
+        ("Le Brief Économique <brief@example.org>", "Le Brief Économique"),
+        ('"The Brief, Inc." <brief@example.org>', "The Brief, Inc."),
+        ("brief@example.org", ""),
+    ],
+)
+def test_from_and_list_id_with_any_publication_name(
+    settings: Settings, from_addr: str, display: str
+) -> None:
+    named = settings.replace(from_addr=from_addr, name=display or "Brief")
+    composer = Composer(_rendered(HTML, TEXT), named, "secret-key", "2026-W24")
+    message = composer.compose(Subscriber(7, "reader@example.org", "Zoë", "active"))
+    fast = message.as_bytes()
+    _compare(fast, build_mime(message).as_bytes(policy=POLICY))
+    _check_lines(fast)
+    parsed = _parse(fast)
+    assert parsed["From"].addresses[0].display_name == display
+    assert parsed["From"].addresses[0].addr_spec == "brief@example.org"
