@@ -40,13 +40,20 @@ def select_signals(
 
 
 def group_sections(signals: Sequence[Signal], order: Sequence[str]) -> list[Section]:
-    """Sections in the configured order, unknown categories after them alphabetically."""
+    """Sections in the configured order, unknown categories after them alphabetically.
+
+    Categories match whatever their case ("energy" joins "Energy"); a configured section keeps
+    its configured spelling, another the first spelling seen.
+    """
     rank = {name.lower(): i for i, name in enumerate(order)}
+    titles = {name.lower(): name for name in order}
     groups: dict[str, list[Signal]] = {}
     for signal in signals:
-        groups.setdefault(signal.category or UNCATEGORISED, []).append(signal)
-    names = sorted(groups, key=lambda n: (rank.get(n.lower(), len(rank)), n.lower()))
-    return [Section(name, tuple(groups[name])) for name in names]
+        name = (signal.category or "").strip() or UNCATEGORISED
+        titles.setdefault(name.lower(), name)
+        groups.setdefault(name.lower(), []).append(signal)
+    keys = sorted(groups, key=lambda key: (rank.get(key, len(rank)), key))
+    return [Section(titles[key], tuple(groups[key])) for key in keys]
 
 
 def default_subject(signals: Sequence[Signal], name: str, issue_number: int) -> str:
