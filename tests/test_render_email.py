@@ -290,3 +290,38 @@ def test_golden_email(settings: Settings, part: str) -> None:
         path.write_text(got, encoding="utf-8")
     assert path.is_file(), f"{path} missing: run UPDATE_GOLDEN=1 pytest {__file__}"
     assert got == path.read_text(encoding="utf-8")
+
+
+VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source",
+        "track", "wbr"}  # fmt: skip
+
+
+class Balance(HTMLParser):
+    """Every element closed, in order: what a strict parser (and Outlook's) needs."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stack: list[str] = []
+        self.errors: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag not in VOID:
+            self.stack.append(tag)
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in VOID:
+            return
+        if not self.stack or self.stack[-1] != tag:
+            self.errors.append(f"</{tag}> closes <{self.stack[-1] if self.stack else ''}>")
+            return
+        self.stack.pop()
+
+
+def test_html_is_well_formed(twelve: tuple[str, str], settings: Settings) -> None:
+    evil = make_signal(1, summary_html=sanitise_html("<p>unclosed <b>bold <i>both"))
+    for html in (twelve[0], personal(make_dispatch([evil], settings, note="*x"), settings)[0]):
+        checker = Balance()
+        checker.feed(html)
+        checker.close()
+        assert html.startswith("<!doctype html>")
+        assert checker.errors == [] and checker.stack == []
