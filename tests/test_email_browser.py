@@ -109,3 +109,53 @@ def test_dark_mode_changes_the_colours(browser: Any, email_html: str) -> None:
         )
         page.close()
     assert colours["light"] != colours["dark"]
+
+
+CONTRAST_JS = """
+() => {
+  const rgb = s => (s.match(/[\\d.]+/g) || []).map(Number);
+  const lum = ([r, g, b]) => {
+    const f = c => { c /= 255; return c <= 0.03928 ? c / 12.92 : ((c + 0.055) / 1.055) ** 2.4; };
+    return 0.2126 * f(r) + 0.7152 * f(g) + 0.0722 * f(b);
+  };
+  const background = el => {
+    for (let e = el; e; e = e.parentElement) {
+      const c = rgb(getComputedStyle(e).backgroundColor);
+      if (c.length === 3 || (c.length === 4 && c[3] > 0)) return c.slice(0, 3);
+      const attr = e.getAttribute && e.getAttribute("bgcolor");
+      if (attr) {
+        const d = document.createElement("div");
+        d.style.color = attr;
+        document.body.appendChild(d);
+        const v = rgb(getComputedStyle(d).color);
+        d.remove();
+        return v;
+      }
+    }
+    return [255, 255, 255];
+  };
+  const worst = [];
+  const text = ".sig p, .sig li, .sig h2 a, .sig h3, .foot div, .foot a, .btn a";
+  for (const el of document.querySelectorAll(text)) {
+    if (!el.textContent.trim() || el.closest(".preheader")) continue;
+    const a = lum(rgb(getComputedStyle(el).color)), b = lum(background(el));
+    const ratio = (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05);
+    worst.push([ratio, el.tagName + ": " + el.textContent.trim().slice(0, 30)]);
+  }
+  worst.sort((x, y) => x[0] - y[0]);
+  return worst.slice(0, 3);
+}
+"""
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+def test_text_has_good_contrast(browser: Any, email_html: str, scheme: str) -> None:
+    """WCAG AA: at least 4.5:1 for every piece of body, footer and button text."""
+    page = browser.new_page(viewport={"width": 600, "height": 900}, color_scheme=scheme)
+    try:
+        page.set_content(email_html, wait_until="load")
+        worst = page.evaluate(CONTRAST_JS)
+    finally:
+        page.close()
+    assert worst, "no text found"
+    assert worst[0][0] >= 4.5, worst
