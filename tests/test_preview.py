@@ -155,3 +155,13 @@ def test_live_renderer_sees_setting_and_signal_changes(drafted: Store, settings:
     chip = next(s for s in drafted.signals.list() if "Chipmaker" in s.title)
     drafted.db.execute("UPDATE signals SET title = 'Edited title' WHERE id = ?", [chip.id])
     assert "Edited title" in render()[0]
+
+
+def test_cli_opens_the_file_in_the_browser(
+    run, drafted: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    opened: list[str] = []
+    monkeypatch.setattr("webbrowser.open", lambda url, *a, **k: opened.append(url) or True)
+    result = run("preview", "--week", "2026-W24", "--open")
+    assert result.exit_code == 0
+    assert opened == [(tmp_path / "preview.html").resolve().as_uri()]
