@@ -324,6 +324,8 @@ class _Run:
         # backoff waits end early when the run is told to stop
         pause = sleep or (lambda seconds: self.stop.wait(seconds) and None)
         chunk = max(1, self.sender.batch_size)
+        if settings.rate > 0:  # a batch never needs more than a second's tokens: the lease
+            chunk = min(chunk, max(1, int(settings.rate)))  # is renewed between waits
         # one batch ready beyond the busy workers keeps them fed; in flight at a kill: <= window
         window = settings.concurrency * 2 if chunk == 1 else settings.concurrency + 1
         bucket = TokenBucket(settings.rate)
