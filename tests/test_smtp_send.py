@@ -174,3 +174,18 @@ def test_certificates_are_verified_unless_turned_off(
         with relaxed:
             report = send_dispatch(store, settings, relaxed, WEEK, retry_failed=True)
     assert sorted(sink.recipients()) == sorted(emails)
+
+
+def test_a_connection_the_server_closed_while_idle_is_reopened_at_once(
+    store: Store, settings: Settings
+) -> None:
+    ready_week(store, settings)
+    emails = add_subscribers(store, 3)
+    # one message a second; the server drops a connection idle for 0.3 s
+    settings = settings.replace(concurrency=1, rate=1.0, retry_backoff=30)
+    sink = Sink()
+    with SmtpServer(sink, timeout=0.3) as server, _sender(server) as sender:
+        report = send_dispatch(store, settings, sender, WEEK)
+    assert report.ok and sorted(sink.recipients()) == emails
+    attempts = store.db.execute("SELECT max(attempts) FROM deliveries").fetchone()[0]
+    assert attempts == 1  # reconnected without counting a failure or waiting out a backoff

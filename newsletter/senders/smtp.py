@@ -37,6 +37,10 @@ class SmtpConfig:
     local_hostname: str | None = None
 
 
+class _StaleConnection(Exception):
+    """The connection was gone before this message's transaction began."""
+
+
 class _Connection:
     def __init__(self, smtp: smtplib.SMTP) -> None:
         self.smtp = smtp
@@ -139,17 +143,27 @@ class SmtpSender(Sender):
                 data = self.signer.sign(data)
         except SendError as exc:
             return SendResult(message, error=PermanentSendError(str(exc)))
-        try:
-            connection = self._connection()
-            provider_id = self._transact(connection.smtp, message, data)
-        except SenderUnavailable:
-            raise
-        except SendError as exc:
-            return SendResult(message, error=exc)
-        except (OSError, smtplib.SMTPException) as exc:
-            # dropped mid-transaction: the server has not said 250 to this message
-            self._drop()
-            return SendResult(message, error=TemporarySendError(f"connection lost: {exc}"))
+        for reused in (True, False):
+            try:
+                connection = self._connection()
+                reused = reused and connection.sent > 0
+                provider_id = self._transact(connection.smtp, message, data)
+            except SenderUnavailable:
+                raise
+            except _StaleConnection as exc:
+                # the server closed an idle connection before MAIL: nothing was sent yet,
+                # so open a fresh one at once instead of waiting out a retry
+                self._drop()
+                if reused:
+                    continue
+                return SendResult(message, error=TemporarySendError(f"connection lost: {exc}"))
+            except SendError as exc:
+                return SendResult(message, error=exc)
+            except (OSError, smtplib.SMTPException) as exc:
+                # dropped mid-transaction: the server has not said 250 to this message
+                self._drop()
+                return SendResult(message, error=TemporarySendError(f"connection lost: {exc}"))
+            break
         connection.sent += 1
         if connection.sent >= self.config.messages_per_connection:
             self._drop(polite=True)
@@ -157,7 +171,12 @@ class SmtpSender(Sender):
 
     def _transact(self, smtp: smtplib.SMTP, message: Message, data: bytes) -> str:
         envelope_from = parseaddr(message.from_addr)[1]
-        code, reply = smtp.mail(envelope_from)
+        try:
+            code, reply = smtp.mail(envelope_from)
+        except (OSError, smtplib.SMTPServerDisconnected) as exc:
+            raise _StaleConnection(str(exc)) from None
+        if code == 421:  # it timed the idle connection out
+            raise _StaleConnection(f"{code} {reply!r}")
         if code != 250:
             raise self._refused("MAIL FROM", code, reply, smtp)
         code, reply = smtp.rcpt(message.to_addr)
