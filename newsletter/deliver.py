@@ -24,7 +24,7 @@ from newsletter.errors import DispatchError, PermanentSendError, SendError, Temp
 from newsletter.message import Message
 from newsletter.models import Dispatch, Subscriber
 from newsletter.render import Rendered, frozen_rendering, render_dispatch
-from newsletter.senders.base import Sender, SenderUnavailable, SendResult
+from newsletter.senders.base import Sender, SenderUnavailable, SendResult, UnknownOutcome
 from newsletter.settings import Settings
 from newsletter.store import Store
 from newsletter.store.deliveries import Outcome
@@ -424,6 +424,10 @@ class _Run:
                     report.sent += 1
                     continue
                 error = str(result.error)
+                if isinstance(result.error, UnknownOutcome):
+                    outcomes.append(Outcome(delivery_id, "unknown", attempts, None, error))
+                    report.errors.append(f"{message.to_addr}: {error}")
+                    continue
                 outcomes.append(Outcome(delivery_id, "failed", attempts, None, error))
                 report.failed += 1
                 if len(report.errors) < 1000:

@@ -333,3 +333,38 @@ def test_refused_credentials_stop_the_run_naming_the_setting(
     assert report.stopped and not report.ok
     assert "POSTMARK_SERVER_TOKEN" in report.errors[0]
     assert "wrong" not in " ".join(report.errors)  # secrets never echoed
+
+
+def test_no_answer_after_the_request_left_is_unknown_unless_idempotent() -> None:
+    from newsletter.senders import UnknownOutcome
+
+    def timeout(request: httpx.Request) -> httpx.Response:
+        raise httpx.ReadTimeout("no answer", request=request)
+
+    def refused(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("refused", request=request)
+
+    with pytest.raises(UnknownOutcome, match="no answer after the request was sent"):
+        PostmarkSender("t", _client(timeout)).send([_message(0)])
+    with pytest.raises(TemporarySendError, match="cannot connect"):
+        PostmarkSender("t", _client(refused)).send([_message(0)])
+    # Resend's Idempotency-Key makes the same call safe to repeat
+    with pytest.raises(TemporarySendError, match="no answer"):
+        ResendSender("k", _client(timeout)).send([_message(0)])
+
+
+def test_an_unknown_outcome_is_recorded_and_not_retried(
+    week_ready: Store, settings: Settings
+) -> None:
+    calls: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls.append(request)
+        raise httpx.ReadTimeout("no answer", request=request)
+
+    settings = settings.replace(sender="postmark", postmark_token="t", concurrency=1)
+    with make_sender(settings, transport=httpx.MockTransport(handler)) as sender:
+        report = send_dispatch(week_ready, settings, sender, WEEK, sleep=lambda s: None)
+    assert len(calls) == 1 and report.unknown == 4 and report.sent == 0 and not report.ok
+    dispatch_id = week_ready.dispatches.get(str(WEEK))["id"]
+    assert week_ready.deliveries.counts(dispatch_id)["unknown"] == 4

@@ -6,7 +6,7 @@ import httpx
 
 from newsletter.dkim import DkimSigner
 from newsletter.errors import SettingsError
-from newsletter.senders.base import Sender, SenderUnavailable, SendResult
+from newsletter.senders.base import Sender, SenderUnavailable, SendResult, UnknownOutcome
 from newsletter.senders.file import FileSender
 from newsletter.senders.http import make_client
 from newsletter.senders.mailgun import MailgunSender
@@ -29,6 +29,7 @@ __all__ = [
     "SenderUnavailable",
     "SmtpConfig",
     "SmtpSender",
+    "UnknownOutcome",
     "dkim_signer",
     "make_sender",
 ]

@@ -18,6 +18,12 @@ class SenderUnavailable(SendError):
     stops at once instead of failing every subscriber one by one."""
 
 
+class UnknownOutcome(SendError):
+    """The hand-off broke after the whole message was handed over (the connection died before
+    the server's answer): it may have been delivered, so it is recorded `unknown`, never
+    retried on its own."""
+
+
 @dataclass(frozen=True)
 class SendResult:
     message: Message

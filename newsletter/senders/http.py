@@ -13,7 +13,7 @@ import msgspec
 
 from newsletter import __version__
 from newsletter.errors import PermanentSendError, SendError, TemporarySendError
-from newsletter.senders.base import SenderUnavailable
+from newsletter.senders.base import SenderUnavailable, UnknownOutcome
 
 USER_AGENT = f"newsletter/{__version__}"
 
@@ -35,22 +35,36 @@ _JSON = msgspec.json.Encoder()
 
 
 def post(
-    client: httpx.Client, provider: str, url: str, *, json: Any = None, **kwargs: Any
+    client: httpx.Client,
+    provider: str,
+    url: str,
+    *,
+    json: Any = None,
+    idempotent: bool = False,
+    **kwargs: Any,
 ) -> httpx.Response:
-    """POST, turning timeouts and network errors into temporary failures.
+    """POST, mapping transport errors onto the error tree.
 
-    JSON bodies are encoded with msgspec: about four times faster than the json module on
-    50 KB HTML parts, which is most of an API sender's cost per message.
+    Failures before the request was fully sent are temporary. A read timeout or a dropped
+    connection after it was sent leaves the outcome unknown (the provider may have accepted it),
+    unless the call is idempotent (an idempotency key), when retrying is safe. JSON bodies are
+    encoded with msgspec: about four times faster than the json module on 50 KB HTML parts,
+    which is most of an API sender's cost per message.
     """
     if json is not None:
         kwargs["content"] = _JSON.encode(json)
         kwargs["headers"] = {"Content-Type": "application/json", **kwargs.get("headers", {})}
     try:
         return client.post(url, **kwargs)
-    except httpx.TimeoutException as exc:
-        raise TemporarySendError(f"{provider}: timed out ({type(exc).__name__})") from None
+    except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+        raise TemporarySendError(f"{provider}: cannot connect ({type(exc).__name__})") from None
+    except (httpx.WriteError, httpx.WriteTimeout) as exc:
+        raise TemporarySendError(f"{provider}: request not sent ({type(exc).__name__})") from None
     except httpx.TransportError as exc:
-        raise TemporarySendError(f"{provider}: {type(exc).__name__}: {exc}") from None
+        detail = f"{provider}: no answer after the request was sent ({type(exc).__name__})"
+        if idempotent:
+            raise TemporarySendError(detail) from None
+        raise UnknownOutcome(detail) from None
 
 
 def retry_after(response: httpx.Response, now: float | None = None) -> float | None:

@@ -53,6 +53,7 @@ class ResendSender(Sender):
             "/emails/batch",
             json=[self.payload(m) for m in messages],
             headers={"Authorization": f"Bearer {self.api_key}", "Idempotency-Key": key},
+            idempotent=True,
         )
         body = json_or_empty(response)
         if response.status_code != 200:

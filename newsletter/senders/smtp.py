@@ -8,6 +8,7 @@ RCPT that says the mailbox does not exist is a hard bounce.
 
 from __future__ import annotations
 
+import re
 import smtplib
 import ssl
 import threading
@@ -18,10 +19,12 @@ from email.utils import parseaddr
 from newsletter.dkim import DkimSigner
 from newsletter.errors import PermanentSendError, SendError, TemporarySendError
 from newsletter.message import Message
-from newsletter.senders.base import Sender, SenderUnavailable, SendResult
+from newsletter.senders.base import Sender, SenderUnavailable, SendResult, UnknownOutcome
 
 #: RCPT replies meaning "no such mailbox": stop mailing that address
 HARD_BOUNCE_CODES = frozenset({550, 551, 553})
+#: dot-stuffing (RFC 5321 4.5.2): a line starting with "." gets another
+_DOT = re.compile(rb"^\.", re.MULTILINE)
 
 
 @dataclass(frozen=True)
@@ -182,10 +185,19 @@ class SmtpSender(Sender):
         code, reply = smtp.rcpt(message.to_addr)
         if code not in (250, 251):
             raise self._refused("RCPT TO", code, reply, smtp, recipient=True)
+        code, reply = smtp.docmd("DATA")
+        if code != 354:
+            raise self._refused("DATA", code, reply, smtp)
+        body = _DOT.sub(b"..", data)
+        smtp.send(body + (b"" if body.endswith(b"\r\n") else b"\r\n") + b".\r\n")
         try:
-            code, reply = smtp.data(data)
-        except smtplib.SMTPDataError as exc:
-            raise self._refused("DATA", exc.smtp_code, exc.smtp_error, smtp) from None
+            code, reply = smtp.getreply()
+        except (OSError, smtplib.SMTPServerDisconnected) as exc:
+            # everything was sent; only the answer is missing: it may have been accepted
+            self._drop()
+            raise UnknownOutcome(
+                f"SMTP: connection lost awaiting the answer to DATA ({exc})"
+            ) from None
         if code != 250:
             raise self._refused("DATA", code, reply, smtp)
         return _queue_id(reply) or message.message_id
