@@ -205,7 +205,8 @@ class MimeTemplate:
         self._text_source = (tuple(text_parts), tuple(text_slots))
         self._headers: dict[tuple[str, str], bytes] = {}
         self._chunks: list[bytes] = []
-        self._slots: list[tuple[str, bool]] = []  # (slot name, is html) after each chunk
+        #: after each chunk: (slot name, is html, what precedes the end when the body ends here)
+        self._slots: list[tuple[str, bool, tuple[tuple[str, str], ...] | None]] = []
         start = (
             f"MIME-Version: 1.0\r\nContent-Type: multipart/alternative;"
             f' boundary="{self.boundary}"\r\n\r\n--{self.boundary}\r\n'
@@ -224,14 +225,17 @@ class MimeTemplate:
             (*self._html_source, True, end),
         ):
             last = len(parts) - 1
+            # The email package ends a body with a newline unless it has one. When the body
+            # ends in a slot, that depends on the reader's values: decided in `build`.
+            dynamic = last > 0 and not parts[last]
             for i, part in enumerate(parts):
-                # Only the body's very end gets the final newline the email package adds.
-                pending += qp_encode(_normalise(part) if i == last else _lf(part))
+                pending += qp_encode(_normalise(part) if i == last and not dynamic else _lf(part))
                 if i == last:
                     pending += after
                 else:
                     self._chunks.append(pending)
-                    self._slots.append((slots[i], html))
+                    tail = tuple(zip(slots, parts, strict=False))[::-1] if i == last - 1 else None
+                    self._slots.append((slots[i], html, tail if dynamic else None))
                     pending = b""
         self._chunks.append(pending)
 
@@ -272,8 +276,11 @@ class MimeTemplate:
             out.append(self.header(name, value))
         chunks = self._chunks
         out.append(chunks[0])
-        for (slot, html), chunk in zip(self._slots, chunks[1:], strict=True):
-            out.append(_qp_slot((html_values if html else values).get(slot, "")))
+        for (slot, html, tail), chunk in zip(self._slots, chunks[1:], strict=True):
+            these = html_values if html else values
+            out.append(_qp_slot(these.get(slot, "")))
+            if tail is not None and not _ends_with_newline(tail, these):
+                out.append(CRLF)  # a hard line break: the final newline
             out.append(chunk)
         return b"".join(out)
 
@@ -300,6 +307,18 @@ class MimeTemplate:
             header = POLICY.header_factory("To", Address(name, local, domain))
             return POLICY.fold_binary("To", header)
         return _fold("To", f"{phrase} <{addr}>")
+
+
+def _ends_with_newline(tail: tuple[tuple[str, str], ...], values: Mapping[str, str]) -> bool:
+    """Whether a body ending in a slot ends with a newline: the last non-empty piece decides.
+
+    `tail` is (slot, part before it) pairs from the end backwards.
+    """
+    for slot, part in tail:
+        for piece in (values.get(slot, ""), part):
+            if piece:
+                return _lf(piece).endswith("\n")
+    return False
 
 
 def _check_address(name: str, addr: str) -> None:
