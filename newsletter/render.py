@@ -33,19 +33,20 @@ def templates_dir() -> Path:
     return installed if installed.is_dir() else Path(__file__).parent.parent / "templates"
 
 
-def wrap(text: str, width: int = TEXT_WIDTH, indent: str = "") -> str:
-    """Wrap paragraphs for the text part without ever breaking a URL."""
+def wrap(text: str, width: int = TEXT_WIDTH, indent: str = "", first: str | None = None) -> str:
+    """Wrap paragraphs for the text part without ever breaking a URL; `first` starts the first
+    line instead of `indent` (a list item's "  - ")."""
     paragraphs = [p for p in (text or "").split("\n\n") if p.strip()]
     return "\n\n".join(
         textwrap.fill(
             " ".join(p.split()),
             width=width,
-            initial_indent=indent,
+            initial_indent=indent if first is None or i else first,
             subsequent_indent=indent,
             break_long_words=False,
             break_on_hyphens=False,
         )
-        for p in paragraphs
+        for i, p in enumerate(paragraphs)
     )
 
 

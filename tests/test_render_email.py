@@ -325,3 +325,11 @@ def test_html_is_well_formed(twelve: tuple[str, str], settings: Settings) -> Non
         checker.close()
         assert html.startswith("<!doctype html>")
         assert checker.errors == [] and checker.stack == []
+
+
+def test_long_list_items_wrap_under_their_bullet(settings: Settings) -> None:
+    long = "Approaches heavily reliant on unsupervised learning beyond foundational pre-training"
+    _, text = personal(make_dispatch([make_signal(1, losers=(long,))], settings), settings)
+    assert "  - Approaches heavily reliant on unsupervised learning beyond foundational\n" in text
+    assert "\n    pre-training\n" in text
+    assert all(len(line) <= 78 for line in text.splitlines() if "://" not in line)

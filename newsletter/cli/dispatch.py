@@ -178,7 +178,13 @@ def dispatch_approve(app: App, week_text: str | None) -> None:
     is_flag=True,
     help="Serve phone and desktop views on 127.0.0.1, reloading on every change (Ctrl-C stops).",
 )
-@click.option("--port", type=click.IntRange(0, 65535), default=8025, show_default=True)
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=8025,
+    show_default=True,
+    help="Port for --serve (0: any free one).",
+)
 @click.option("--text", "show_text", is_flag=True, help="Print the plain-text part.")
 @click.option("--to", "to", metavar="EMAIL", help="Send one test message ([TEST] in the subject).")
 @click.option("--dry-run", is_flag=True, help="With --to: build the test message, send nothing.")
