@@ -317,6 +317,11 @@ def _key(folder: Path) -> Path:
     return path
 
 
+def _note(text: str) -> None:
+    """Each figure as soon as it is measured (the whole run takes minutes)."""
+    print(f"  {text}", file=sys.stderr, flush=True)
+
+
 def _peak_children_mb() -> float:
     return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
 
@@ -336,9 +341,15 @@ def run() -> str:
             "NEWSLETTER_SMTP_SECURITY": "none",
             "NEWSLETTER_SMTP_MESSAGES_PER_CONNECTION": str(N),
         }
+        costs = _per_message_costs(ready, folder, key_file)
+        _note(f"per message: {costs}")
+        naive = _naive(ready, sink_port)
+        _note(f"naive: {naive:.0f} msg/s")
         raw_before = _raw_smtp(sink_port, data, RAW_N)
+        _note(f"raw SMTP: {raw_before:.0f} msg/s")
         plain, plain_sent = _send(ready, folder, "plain", smtp_env)
         peak_plain = _peak_children_mb()
+        _note(f"send, SMTP: {plain:.0f} msg/s, peak {peak_plain:.0f} MB")
         signed, _ = _send(
             ready,
             folder,
@@ -349,9 +360,12 @@ def run() -> str:
                 "NEWSLETTER_DKIM_SELECTOR": "bench",
             },
         )
+        _note(f"send, SMTP + DKIM: {signed:.0f} msg/s")
         raw_after = _raw_smtp(sink_port, data, RAW_N)
+        _note(f"raw SMTP again: {raw_after:.0f} msg/s")
         raw = (raw_before + raw_after) / 2
         api_raw = _raw_api(stub_port, composer, RAW_N)
+        _note(f"raw API: {api_raw:.0f} msg/s")
         api, _ = _send(
             ready,
             folder,
@@ -363,8 +377,7 @@ def run() -> str:
             },
         )
         peak = _peak_children_mb()
-        costs = _per_message_costs(ready, folder, key_file)
-        naive = _naive(ready, sink_port)
+        _note(f"send, API: {api:.0f} msg/s, peak {peak:.0f} MB")
     finally:
         for proc in (sink, stub):
             proc.terminate()
