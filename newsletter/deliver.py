@@ -27,7 +27,7 @@ from newsletter.render import Rendered, frozen_rendering, render_dispatch
 from newsletter.senders.base import Sender, SenderUnavailable, SendResult, UnknownOutcome
 from newsletter.settings import Settings
 from newsletter.store import Store
-from newsletter.store.deliveries import Outcome
+from newsletter.store.deliveries import Lease, Outcome
 from newsletter.weeks import Week
 
 log = logging.getLogger(__name__)
@@ -278,7 +278,7 @@ class _Run:
         sender: Sender,
         dispatch: Dispatch,
         report: DeliveryReport,
-        lease: object,
+        lease: Lease,
         stop: threading.Event,
     ) -> None:
         self.store = store
@@ -379,7 +379,7 @@ class _Run:
                     continue
                 if time.monotonic() - renewed >= renew_every:
                     renewed = time.monotonic()
-                    if not self.deliveries.renew_lease(self.lease, settings.send_lease):  # type: ignore[arg-type]
+                    if not self.deliveries.renew_lease(self.lease, settings.send_lease):
                         report.errors.append("lost the send lease to another process; stopping")
                         report.stopped = True
                         self.stop.set()
