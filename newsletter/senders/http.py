@@ -52,8 +52,13 @@ def post(
     which is most of an API sender's cost per message.
     """
     if json is not None:
-        kwargs["content"] = _JSON.encode(json)
-        kwargs["headers"] = {"Content-Type": "application/json", **kwargs.get("headers", {})}
+        chunks = _json_chunks(json)
+        kwargs["content"] = iter(chunks)
+        kwargs["headers"] = {
+            "Content-Type": "application/json",
+            "Content-Length": str(sum(map(len, chunks))),
+            **kwargs.get("headers", {}),
+        }
     try:
         return client.post(url, **kwargs)
     except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
@@ -65,6 +70,26 @@ def post(
         if idempotent:
             raise TemporarySendError(detail) from None
         raise UnknownOutcome(detail) from None
+
+
+def _json_chunks(value: Any, size: int = 256 * 1024) -> list[bytes]:
+    """A JSON list in pieces of about `size` bytes: a batch of 100 readers' HTML is ~6 MB, and
+    buffers that size, freed from several threads, make the C allocator hold on to memory (RSS
+    grew with the number sent); pieces this small do not, and still go out in few writes."""
+    if not isinstance(value, list) or not value:
+        return [_JSON.encode(value)]
+    chunks, part, length = [], [b"["], 1
+    for n, item in enumerate(value):
+        encoded = _JSON.encode(item)
+        if length + len(encoded) > size and len(part) > 1:
+            chunks.append(b"".join(part))
+            part, length = [], 0
+        part += [b","] if n else []
+        part.append(encoded)
+        length += len(encoded) + 1
+    part.append(b"]")
+    chunks.append(b"".join(part))
+    return chunks
 
 
 def retry_after(response: httpx.Response, now: float | None = None) -> float | None:
