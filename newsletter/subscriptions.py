@@ -26,6 +26,7 @@ from newsletter.render import templates_dir
 from newsletter.senders.base import Sender
 from newsletter.settings import Settings
 from newsletter.store import Store
+from newsletter.store.subscribers import address_hash
 from newsletter.tokens import make_token, read_signed, unsubscribe_token
 
 MAX_NAME = 200
@@ -34,6 +35,8 @@ MAX_EMAIL = 254
 LEFT = ("unsubscribed", "bounced", "complained")
 #: a pending (or returning) address gets at most one mail per this many seconds
 NOTICE_EVERY = 3600.0
+#: the per-IP and per-address sign-up limits count over this many seconds
+SIGNUP_WINDOW = 3600.0
 
 
 def normalise_email(raw: str, *, check_deliverability: bool = False) -> str:
@@ -156,18 +159,23 @@ def request_signup(
     form: str | None = None,
     actor: str = "web",
     now: float | None = None,
+    limits: bool = True,
 ) -> Notice | None:
     """Record a sign-up and return the mail owed for it, or None when nothing may be sent.
 
     The visitor sees the same answer whatever happens here: a new address becomes `pending`; a
     known one is not changed (its owner learns by mail what happened); bounced and complained
     addresses are never mailed; at most one mail an hour goes to any address.
+    `limits`: count the sign-up against the per-IP and per-address limits (RateLimited when
+    over), in the same transaction as the sign-up itself.
     """
     address = normalise_email(email, check_deliverability=settings.check_deliverability)
     name = clean_name(name)
     now = time.time() if now is None else now
     consent = settings.consent_text
     with store.subscribers.writing():
+        if limits:
+            _count_against_limits(store, settings, address, ip, now)
         existing = store.subscribers.get_by_email(address)
         if existing is None:
             subscriber_id = store.subscribers.add(
@@ -191,6 +199,25 @@ def request_signup(
         if kind is None or not store.subscribers.claim_notice(subscriber_id, now, NOTICE_EVERY):
             return None
     return Notice(subscriber_id, address, name, kind, now)
+
+
+class RateLimited(SubscriberError):
+    """Too many sign-ups from one IP or for one address in the last window."""
+
+    retry_after = int(SIGNUP_WINDOW)
+
+
+def _count_against_limits(
+    store: Store, settings: Settings, address: str, ip: str | None, now: float
+) -> None:
+    window = int(SIGNUP_WINDOW)
+    checks = [
+        (f"ip:{ip}", settings.signup_ip_limit),
+        (f"addr:{address_hash(address)}", settings.signup_address_limit),
+    ]
+    for key, limit in checks:
+        if limit and not store.subscribers.hit_rate_limit(key, limit, window, now):
+            raise RateLimited("too many sign-ups; try again later")
 
 
 _mail_env = jinja2.Environment(
@@ -262,12 +289,13 @@ def send_notices(
             error = results[0].error
         except SendError as exc:
             error = exc
-        if error is None:
-            sent += 1
-            store.subscribers.log(notice.subscriber_id, f"notice.{notice.kind}", "mail")
-        else:
-            store.subscribers.release_notice(notice.subscriber_id, notice.claimed_at)
-            errors.append(f"{notice.email}: {error}")
+        with store.subscribers.writing():
+            if error is None:
+                sent += 1
+                store.subscribers.log(notice.subscriber_id, f"notice.{notice.kind}", "mail")
+            else:
+                store.subscribers.release_notice(notice.subscriber_id, notice.claimed_at)
+                errors.append(f"{notice.email}: {error}")
         if progress:
             progress(1)
     return sent, errors

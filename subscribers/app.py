@@ -47,12 +47,18 @@ def web() -> Web:
 
 
 def create_app(
-    settings: Settings, *, make_sender: Callable[[Settings], Sender] | None = None
+    settings: Settings,
+    *,
+    make_sender: Callable[[Settings], Sender] | None = None,
+    migrate: bool = True,
 ) -> Flask:
-    """The web service for these settings; `make_sender` picks how notices leave (tests)."""
+    """The web service for these settings; `make_sender` picks how notices leave (tests).
+
+    `migrate=False` in worker processes: the parent migrated before forking them.
+    """
     app = Flask("subscribers", template_folder=str(templates_dir() / "web"), static_folder=None)
     app.config.update(MAX_CONTENT_LENGTH=1024 * 1024, JSON_SORT_KEYS=False)
-    stores = ThreadStores(settings.db)
+    stores = ThreadStores(settings.db, migrate=migrate)
     secret = stores.get().secret_key(settings.secret_key)
     mailer = Mailer(settings, stores, make_sender or default_make_sender)
     app.extensions["newsletter"] = Web(settings, stores, mailer, secret)

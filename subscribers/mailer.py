@@ -5,8 +5,8 @@ answer takes the same time whether or not a mail is owed: the timing tells a vis
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 import threading
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 
 from newsletter.senders.base import Sender

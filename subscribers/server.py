@@ -8,6 +8,7 @@ workers.
 
 from __future__ import annotations
 
+import logging
 import multiprocessing
 import signal
 import socket
@@ -19,6 +20,7 @@ import waitress
 
 from newsletter.render import templates_dir
 from newsletter.settings import Settings
+from newsletter.store import Store
 from subscribers.app import create_app
 
 
@@ -39,6 +41,7 @@ def serve(
         echo(f"Development server with reload on http://{host}:{port}")
         run_simple(host, port, create_app(settings), use_reloader=True, extra_files=extra)
         return
+    Store.open(settings.db).close()  # migrate once, before any worker opens the file
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.create_server((host, port), family=family, backlog=2048)
     bound = sock.getsockname()[1]
@@ -55,7 +58,9 @@ def _worker(settings: Settings, sock: socket.socket, threads: int) -> None:
         raise SystemExit(0)
 
     signal.signal(signal.SIGTERM, stop)
-    app = create_app(settings)
+    # waitress warns on every queued request; under load that is a log line per request
+    logging.getLogger("waitress.queue").setLevel(logging.ERROR)
+    app = create_app(settings, migrate=False)
     server = waitress.create_server(app, sockets=[sock], threads=threads, ident="newsletter")
     try:
         server.run()

@@ -7,21 +7,18 @@ valid sign-up gets the same answer; what happened is told by mail, to the addres
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from flask import Blueprint, Response, jsonify, make_response, render_template, request
 
 from newsletter.errors import SubscriberError
-from newsletter.store.subscribers import address_hash
-from newsletter.subscriptions import normalise_email, request_signup
+from newsletter.subscriptions import SIGNUP_WINDOW, RateLimited, request_signup
 from subscribers import csrf
 from subscribers.app import page, web
 
 blueprint = Blueprint("signup", __name__)
 
 MAX_BODY = 32 * 1024
-HOUR = 3600
 THANKS = (
     "Check your inbox",
     "We have sent a confirmation link to the address you gave. Open it to start receiving the "
@@ -71,27 +68,18 @@ def subscribe() -> Any:
         )
     if _text(data, "website"):  # the honeypot: people never see it, bots fill it in
         return _thanks(as_json)
-    now = time.time()
     ip = request.remote_addr or "unknown"
-    limits = w.store.subscribers
-    if w.settings.signup_ip_limit and not limits.hit_rate_limit(
-        f"ip:{ip}", w.settings.signup_ip_limit, HOUR, now
-    ):
-        return _too_many()
     email, name = _text(data, "email"), _text(data, "name")
+    form = f"json from {origin}" if as_json else f"form on {origin}" if origin else "form at /"
     try:
-        address = normalise_email(email, check_deliverability=w.settings.check_deliverability)
+        notice = request_signup(w.store, w.settings, email, name=name, ip=ip, form=form)
+    except RateLimited:
+        return _too_many()
     except SubscriberError:
         message = "That does not look like an email address. Please check it and try again."
         if as_json:
             return _cors(make_response(jsonify(ok=False, error=message), 400))
         return _form_page(error=message, email=email[:254], name=name[:200], status=400)
-    if w.settings.signup_address_limit and not limits.hit_rate_limit(
-        f"addr:{address_hash(address)}", w.settings.signup_address_limit, HOUR, now
-    ):
-        return _too_many()
-    form = f"json from {origin}" if as_json else f"form on {origin}" if origin else "form at /"
-    notice = request_signup(w.store, w.settings, address, name=name, ip=ip, form=form, now=now)
     if notice is not None:
         w.mailer.submit(notice)
     return _thanks(as_json)
@@ -145,5 +133,5 @@ def _refuse(status: int, heading: str, text: str) -> Response:
 
 def _too_many() -> Response:
     response = _refuse(429, "Too many sign-ups", "Please wait an hour and try again.")
-    response.headers["Retry-After"] = str(HOUR)
+    response.headers["Retry-After"] = str(int(SIGNUP_WINDOW))
     return response

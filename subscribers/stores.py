@@ -10,10 +10,11 @@ from newsletter.store import Store
 
 
 class ThreadStores:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, migrate: bool = True) -> None:
         self.path = path
         self._local = threading.local()
-        Store.open(path).close()  # migrate once, up front
+        if migrate:  # once, up front (worker processes leave it to the parent)
+            Store.open(path).close()
 
     def get(self) -> Store:
         store: Store | None = getattr(self._local, "store", None)

@@ -1,0 +1,146 @@
+"""Sign-up throughput: `newsletter serve --workers 2` (waitress) on 127.0.0.1 under wrk.
+
+Form posts with a real CSRF cookie and token, a unique address each, so every request does
+the whole job: CSRF check, per-IP and per-address limits, validation, a pending row with its
+consent record, and a confirmation mail (file sender) on the workers' mail threads.
+Afterwards every accepted sign-up must be in the database.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+title = "Sign-up web service"
+
+DURATION_S = 10
+CONNECTIONS = int(os.environ.get("BENCH_CONNECTIONS", "8"))
+SERVER_THREADS = int(os.environ.get("BENCH_SERVER_THREADS", "4"))
+THREADS = 2
+TARGET_RPS = 300
+TARGET_P99_MS = 100
+
+LUA = """
+local n = 0
+local threads = 0
+function setup(thread)
+  threads = threads + 1
+  thread:set("id", threads)
+end
+function request()
+  n = n + 1
+  local body = "email=w" .. id .. "-" .. n .. "%40example.org&name=Bench&website=&csrf_token="
+    .. TOKEN
+  return wrk.format("POST", "/subscribe", HEADERS, body)
+end
+function done(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format("RESULT %d %d %d %d %d %d\\n", summary.requests, summary.duration,
+    e.status, e.connect + e.read + e.write + e.timeout, latency:percentile(50),
+    latency:percentile(99)))
+end
+"""
+
+
+def run() -> str:
+    if shutil.which("wrk") is None:
+        return f"## {title}\n\nNot measured: `wrk` is not installed (`apt-get install wrk`).\n"
+    with tempfile.TemporaryDirectory() as tmp:
+        return _measure(Path(tmp))
+
+
+def _measure(tmp: Path) -> str:
+    env = {
+        **os.environ,
+        "NEWSLETTER_DB": str(tmp / "bench.db"),
+        "NEWSLETTER_OUTBOX": str(tmp / "outbox"),
+        "NEWSLETTER_SECRET_KEY": "benchmark-secret-key-0123456789",
+        "NEWSLETTER_SIGNUP_IP_LIMIT": "0",  # one load generator is one IP
+        "NEWSLETTER_LOG_LEVEL": "warning",
+    }
+    server = subprocess.Popen(
+        [
+            *(sys.executable, "-c", "from newsletter.cli import main; main()", "serve"),
+            *("--port", "0", "--workers", "2", "--threads", str(SERVER_THREADS)),
+        ],
+        env=env,
+        cwd=tmp,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert server.stdout is not None
+        line = server.stdout.readline()
+        match = re.search(r"http://127\.0\.0\.1:(\d+)", line)
+        if not match:
+            raise RuntimeError(f"serve did not start: {line!r}")
+        url = f"http://127.0.0.1:{match.group(1)}"
+        page = _wait_for(url)
+        token = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
+        assert token
+        cookie = page.cookies["nl_csrf"]
+        script = tmp / "signup.lua"
+        script.write_text(
+            f'TOKEN = "{token.group(1)}"\n'
+            "HEADERS = {['Content-Type'] = 'application/x-www-form-urlencoded', "
+            f"['Cookie'] = 'nl_csrf={cookie}'}}\n" + LUA
+        )
+        wrk = subprocess.run(
+            ["wrk", f"-t{THREADS}", f"-c{CONNECTIONS}", f"-d{DURATION_S}s", "-s", str(script), url],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+    finally:
+        server.send_signal(signal.SIGTERM)  # workers finish their queued mails first
+        server.wait(120)
+    result = re.search(r"RESULT (\d+) (\d+) (\d+) (\d+) (\d+) (\d+)", wrk.stdout)
+    if not result:
+        raise RuntimeError(f"wrk gave no result:\n{wrk.stdout}\n{wrk.stderr}")
+    requests, duration_us, bad_status, socket_errors, p50_us, p99_us = map(int, result.groups())
+    accepted = requests - bad_status
+    conn = sqlite3.connect(tmp / "bench.db")
+    stored = conn.execute("SELECT count(*) FROM subscribers WHERE status = 'pending'").fetchone()[0]
+    conn.close()
+    mails = sum(1 for _ in (tmp / "outbox").rglob("*.eml"))
+    rps = requests / (duration_us / 1e6)
+    p99_ms, p50_ms = p99_us / 1000, p50_us / 1000
+    ok = "yes" if rps >= TARGET_RPS and p99_ms < TARGET_P99_MS else "**no**"
+    return f"""## {title}
+
+`newsletter serve --workers 2 --threads {SERVER_THREADS}` (waitress) on 127.0.0.1, driven by
+`wrk -t{THREADS} -c{CONNECTIONS} -d{DURATION_S}s`: HTML form posts with a CSRF cookie and
+token, a new address each; per-address limit on, per-IP limit off (one load generator).
+
+| measure | this run | target |
+| --- | --- | --- |
+| sign-ups per second | {rps:,.0f} | ≥ {TARGET_RPS} |
+| p50 latency | {p50_ms:.1f} ms | |
+| p99 latency | {p99_ms:.1f} ms | < {TARGET_P99_MS} ms |
+| requests / non-2xx / socket errors | {requests:,} / {bad_status} / {socket_errors} | \
+all 2xx, no errors |
+| accepted sign-ups found pending in the database | {stored:,} of {accepted:,} | all |
+| confirmation mails written by the file sender | {mails:,} | one each |
+| target met | {ok} | |
+"""
+
+
+def _wait_for(url: str) -> httpx.Response:
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            return httpx.get(url + "/", timeout=2)
+        except httpx.TransportError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
