@@ -24,8 +24,8 @@ import httpx
 title = "Sign-up web service"
 
 DURATION_S = 10
-CONNECTIONS = int(os.environ.get("BENCH_CONNECTIONS", "8"))
-SERVER_THREADS = int(os.environ.get("BENCH_SERVER_THREADS", "4"))
+CONNECTIONS = int(os.environ.get("BENCH_CONNECTIONS", "16"))
+SERVER_THREADS = int(os.environ.get("BENCH_SERVER_THREADS", "8"))
 THREADS = 2
 TARGET_RPS = 300
 TARGET_P99_MS = 100

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import random
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import IO, Any
 
 from sqlite_utils import Database
 
@@ -17,14 +18,26 @@ from newsletter.store._rows import now_iso, one, rows
 
 STATUSES = ("pending", "active", "unsubscribed", "bounced", "complained")
 
-# Threads of one process take turns at writing: SQLite's busy handler backs off in sleeps of
-# up to 100 ms, so threads racing for the write lock make a slow tail; a queue here does not.
+# Writers take turns through a lock that wakes the next one at once. SQLite's own busy
+# handler backs off in sleeps of up to 100 ms, so web workers racing for its write lock make
+# a slow tail. A thread lock orders one process's threads; a flock on `<db>.writers` orders
+# the worker processes.
 _WRITER = threading.Lock()
 
 
 class Subscribers:
     def __init__(self, db: Database) -> None:
         self.db = db
+        self._lock_file: IO[bytes] | None = None
+
+    def _file_lock(self) -> int | None:
+        if self._lock_file is None:
+            row = self.db.execute("PRAGMA database_list").fetchone()
+            path = row[2] if row else ""
+            if not path:  # an in-memory database has one connection: nothing to order
+                return None
+            self._lock_file = open(path + ".writers", "ab")  # noqa: SIM115 - held for life
+        return self._lock_file.fileno()
 
     @contextmanager
     def writing(self) -> Iterator[None]:
@@ -36,13 +49,20 @@ class Subscribers:
             yield
             return
         with _WRITER:
-            self.db.execute("BEGIN IMMEDIATE")
+            fd = self._file_lock()
+            if fd is not None:
+                fcntl.flock(fd, fcntl.LOCK_EX)
             try:
-                yield
-            except BaseException:
-                self.db.conn.rollback()
-                raise
-            self.db.execute("COMMIT")
+                self.db.execute("BEGIN IMMEDIATE")
+                try:
+                    yield
+                except BaseException:
+                    self.db.conn.rollback()
+                    raise
+                self.db.execute("COMMIT")
+            finally:
+                if fd is not None:
+                    fcntl.flock(fd, fcntl.LOCK_UN)
 
     def get(self, subscriber_id: int) -> dict[str, Any] | None:
         return one(self.db, "SELECT * FROM subscribers WHERE id = ?", [subscriber_id])
