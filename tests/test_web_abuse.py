@@ -155,3 +155,16 @@ def test_unicode_and_idn_addresses_are_normalised(live: Live, given: str, stored
         stored.split("@")[1],
         stored.split("@")[1].encode("idna").decode(),
     )
+
+
+def test_malformed_json_is_refused_cleanly(live: Live) -> None:
+    origin = {"Origin": "https://partner.example"}
+    for body in (b"[1, 2]", b'{"email": ["a@example.org"]}', b"{not json", b'"text"'):
+        answer = httpx.post(
+            live.url + "/subscribe",
+            content=body,
+            headers={**origin, "Content-Type": "application/json"},
+        )
+        assert answer.status_code == 400, body
+        assert answer.json()["ok"] is False
+    assert count(live) == 0
