@@ -8,6 +8,7 @@ Afterwards every accepted sign-up must be in the database.
 
 from __future__ import annotations
 
+import http.client
 import os
 import re
 import shutil
@@ -16,8 +17,10 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
+from urllib.parse import quote
 
 import httpx
 
@@ -101,6 +104,7 @@ def _measure(tmp: Path) -> str:
             text=True,
             check=True,
         )
+        paced = _paced(int(match.group(1)), token.group(1), cookie)
     finally:
         server.send_signal(signal.SIGTERM)  # workers finish their queued mails first
         server.wait(120)
@@ -108,14 +112,14 @@ def _measure(tmp: Path) -> str:
     if not result:
         raise RuntimeError(f"wrk gave no result:\n{wrk.stdout}\n{wrk.stderr}")
     requests, duration_us, bad_status, socket_errors, p50_us, p99_us = map(int, result.groups())
-    accepted = requests - bad_status
+    accepted = requests - bad_status + paced.ok
     conn = sqlite3.connect(tmp / "bench.db")
     stored = conn.execute("SELECT count(*) FROM subscribers WHERE status = 'pending'").fetchone()[0]
     conn.close()
     mails = sum(1 for _ in (tmp / "outbox").rglob("*.eml"))
     rps = requests / (duration_us / 1e6)
     p99_ms, p50_ms = p99_us / 1000, p50_us / 1000
-    ok = "yes" if rps >= TARGET_RPS and p99_ms < TARGET_P99_MS else "**no**"
+    ok = "yes" if paced.rps >= TARGET_RPS * 0.98 and paced.p99_ms < TARGET_P99_MS else "**no**"
     return f"""## {title}
 
 `newsletter serve --workers 2 --threads {SERVER_THREADS}` (waitress) on 127.0.0.1, driven by
@@ -129,10 +133,91 @@ token, a new address each; per-address limit on, per-IP limit off (one load gene
 | p99 latency | {p99_ms:.1f} ms | < {TARGET_P99_MS} ms |
 | requests / non-2xx / socket errors | {requests:,} / {bad_status} / {socket_errors} | \
 all 2xx, no errors |
-| accepted sign-ups found pending in the database | {stored:,} of {accepted:,} | all |
+| **at a steady {TARGET_RPS}/s offered** ({PACED_THREADS} paced clients, {DURATION_S} s) | | |
+| sign-ups per second achieved | {paced.rps:,.0f} | ≥ {TARGET_RPS} |
+| p50 / p99 latency (from each request's scheduled time) | \
+{paced.p50_ms:.1f} / {paced.p99_ms:.1f} ms | p99 < {TARGET_P99_MS} ms |
+| requests / non-2xx or errors | {paced.sent:,} / {paced.sent - paced.ok} | all 2xx |
+| every accepted sign-up pending in the database | {"yes" if stored >= accepted else "**no**"}: \
+{stored:,} rows for {accepted:,} answers counted 200 | all |
 | confirmation mails written by the file sender | {mails:,} | one each |
-| target met | {ok} | |
+| target met at {TARGET_RPS}/s | {ok} | |
+
+The first rows are the closed-loop maximum (wrk keeps every connection busy, so latency
+there is mostly queueing); the paced rows offer the target rate and time each request from
+when it was due, so a stall counts against every request it delays. There are a few more
+rows than counted answers: wrk does not count the requests still in flight when it stops.
 """
+
+
+PACED_THREADS = 8
+
+
+class Paced:
+    def __init__(self) -> None:
+        self.latencies: list[float] = []
+        self.sent = 0
+        self.ok = 0
+        self.elapsed = 0.0
+        self.lock = threading.Lock()
+
+    @property
+    def rps(self) -> float:
+        return self.ok / self.elapsed if self.elapsed else 0.0
+
+    def _percentile(self, q: float) -> float:
+        ordered = sorted(self.latencies)
+        return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000 if ordered else 0.0
+
+    @property
+    def p50_ms(self) -> float:
+        return self._percentile(0.50)
+
+    @property
+    def p99_ms(self) -> float:
+        return self._percentile(0.99)
+
+
+def _paced(port: int, token: str, cookie: str) -> Paced:
+    """An open-loop client: each thread sends on a fixed schedule, whatever the answers do."""
+    result = Paced()
+    interval = PACED_THREADS / TARGET_RPS
+    count = int(DURATION_S / interval)
+    start = time.perf_counter() + 0.2
+    headers = {
+        "Content-Type": "application/x-www-form-urlencoded",
+        "Cookie": f"nl_csrf={cookie}",
+    }
+
+    def client(thread: int) -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        for i in range(count):
+            due = start + (i + thread / PACED_THREADS) * interval
+            pause = due - time.perf_counter()
+            if pause > 0:
+                time.sleep(pause)
+            body = f"email=p{thread}-{i}%40example.org&csrf_token={quote(token)}"
+            try:
+                conn.request("POST", "/subscribe", body, headers)
+                response = conn.getresponse()
+                response.read()
+                good = response.status == 200
+            except OSError:
+                conn.close()
+                good = False
+            with result.lock:
+                result.sent += 1
+                result.ok += good
+                result.latencies.append(time.perf_counter() - due)
+        conn.close()
+
+    threads = [threading.Thread(target=client, args=(n,)) for n in range(PACED_THREADS)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    result.elapsed = time.perf_counter() - start
+    return result
 
 
 def _wait_for(url: str) -> httpx.Response:
