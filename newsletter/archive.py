@@ -8,6 +8,7 @@ what was sent. `build_archive` writes the static site (what `GET /archive/` serv
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import shutil
@@ -28,6 +29,8 @@ from newsletter.render import frozen_rendering, make_environment
 from newsletter.settings import Settings
 from newsletter.store import Store
 from newsletter.weeks import Week
+
+log = logging.getLogger(__name__)
 
 ARCHIVED = ("sending", "sent")  # readers get "view in browser" links as soon as sending starts
 FEED = "feed.xml"
@@ -162,3 +165,20 @@ def build_archive(store: Store, settings: Settings, output: Path | None = None) 
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return target, len(issues)
+
+
+def publish_after_send(store: Store, settings: Settings, week: Week) -> Path | None:
+    """Rebuild the web archive once the week's dispatch is sent, so "View in browser" works.
+
+    The mail has gone out by now: a failure here is logged, never turned into a failed send.
+    """
+    row = store.dispatches.get(str(week))
+    if row is None or row["status"] != "sent":
+        return None
+    try:
+        folder, _ = build_archive(store, settings)
+    except (NewsletterError, OSError) as exc:
+        log.warning("web archive not rebuilt: %s (run `newsletter archive build`)", exc)
+        return None
+    log.info("web archive rebuilt in %s", folder)
+    return folder

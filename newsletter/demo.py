@@ -8,6 +8,7 @@ from importlib import resources
 from pathlib import Path
 
 from newsletter.annotations import import_annotations
+from newsletter.archive import publish_after_send
 from newsletter.collect import CollectReport, collect
 from newsletter.deliver import DeliveryReport, send_dispatch
 from newsletter.dispatch import approve, build_dispatch, load_dispatch
@@ -34,6 +35,7 @@ class DemoResult:
     dispatch: Dispatch
     delivery: DeliveryReport
     preview: Path
+    archive: Path | None
     outbox: Path
     db: Path
 
@@ -55,10 +57,10 @@ def run_demo(settings: Settings, preview_path: Path = Path("preview.html")) -> D
             dispatch = approve(store, settings, SAMPLE_WEEK)
         preview = write_preview(store, settings, SAMPLE_WEEK, preview_path)
         delivery = send_dispatch(store, settings, FileSender(settings.outbox), SAMPLE_WEEK)
+        archive = publish_after_send(store, settings, SAMPLE_WEEK)
         dispatch = load_dispatch(store, settings, SAMPLE_WEEK)
         assert dispatch is not None
     finally:
         store.close()
-    return DemoResult(
-        collected, dispatch, delivery, preview, settings.outbox / str(SAMPLE_WEEK), settings.db
-    )
+    outbox = settings.outbox / str(SAMPLE_WEEK)
+    return DemoResult(collected, dispatch, delivery, preview, archive, outbox, settings.db)

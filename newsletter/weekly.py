@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
+from newsletter.archive import publish_after_send
 from newsletter.collect import CollectReport, collect
 from newsletter.deliver import DeliveryReport, ProgressCallback, send_dispatch
 from newsletter.dispatch import approve, build_dispatch, current_week, load_dispatch
@@ -96,6 +97,10 @@ def run_weekly(
             stop=stop,
         )
     report.outcome = "dry-run" if dry_run else "sent"
+    if not dry_run:
+        folder = publish_after_send(store, settings, week)
+        if folder is not None:
+            report.lines.append(f"web archive rebuilt: {folder}")
     return report
 
 

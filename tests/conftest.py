@@ -22,6 +22,7 @@ def env(tmp_path: Path) -> dict[str, str]:
     return {
         "NEWSLETTER_DB": str(tmp_path / "newsletter.db"),
         "NEWSLETTER_OUTBOX": str(tmp_path / "outbox"),
+        "NEWSLETTER_WEB_ARCHIVE_DIR": str(tmp_path / "archive"),
         "NEWSLETTER_SECRET_KEY": "test-secret-key-0123456789",
     }
 

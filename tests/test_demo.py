@@ -31,6 +31,12 @@ def test_demo_writes_one_valid_message_per_sample_subscriber(run, tmp_path: Path
         assert "Post-training is (Massive) Supervised Learning" in html
         assert "Editorial confidence: 90 / 100" in text
         assert "Unsubscribe" in html
+        assert "http://localhost:8000/archive/2026-W24/" in html
+    # "View in browser" points at the archive page the demo just published
+    page = tmp_path / "archive" / "2026-W24" / "index.html"
+    assert "Post-training is (Massive) Supervised Learning" in page.read_text()
+    assert "ada@example.org" not in page.read_text()
+    assert (tmp_path / "newsletter.db").is_file()
 
 
 def test_demo_twice_sends_nobody_a_second_copy(run, tmp_path: Path) -> None:

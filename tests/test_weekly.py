@@ -58,6 +58,9 @@ def test_auto_approve_sends_in_one_run(store: Store, settings: Settings) -> None
     assert report.outcome == "sent" and len(sender.sent) == 3
     assert any("approved automatically" in line for line in report.lines)
     assert store.dispatches.get(str(WEEK))["status"] == "sent"
+    # the "View in browser" page exists as soon as the dispatch is sent
+    page = settings.web_archive_dir / str(WEEK) / "index.html"
+    assert page.is_file() and any("web archive rebuilt" in line for line in report.lines)
 
 
 def test_an_approved_dispatch_is_not_rebuilt_by_weekly(store: Store, settings: Settings) -> None:

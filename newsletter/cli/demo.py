@@ -42,4 +42,6 @@ def demo(app: App, preview_path: Path) -> None:
         click.echo(f"sent {result.delivery.sent} messages with the file sender")
     click.echo(f"database: {result.db.resolve()}")
     click.echo(f"preview:  {result.preview}")
+    if result.archive is not None:
+        click.echo(f"archive:  {result.archive}")
     click.echo(f"outbox:   {result.outbox.resolve()}")

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import click
 
+from newsletter.archive import publish_after_send
 from newsletter.cli.base import PARTIAL, App, cli, pass_app, week_option
 from newsletter.deliver import DeliveryReport, Progress, ProgressCallback, send_dispatch
 from newsletter.errors import DispatchError
@@ -185,6 +186,8 @@ def send(
             stop=stop,
         )
     _summary(report)
+    if not dry_run:
+        publish_after_send(app.store, app.settings, week)
     if not report.ok:
         sys.exit(PARTIAL)
 
