@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from newsletter.errors import SettingsError
-from newsletter.settings import SETTINGS, env_example, load_settings
+from newsletter.settings import SETTINGS, env_example, load_settings, settings_table
 
 ROOT = Path(__file__).parent.parent
 
@@ -77,3 +77,10 @@ def test_bad_setting_stops_a_command_with_one_line(run) -> None:
         "Error: NEWSLETTER_TIMEZONE: unknown timezone 'Nowhere/Else'"
         " (use an IANA name like Europe/Paris)"
     ]
+
+
+def test_readme_settings_table_lists_every_setting() -> None:
+    readme = (ROOT / "README.md").read_text()
+    start = readme.index("<!-- settings:start -->") + len("<!-- settings:start -->")
+    end = readme.index("<!-- settings:end -->")
+    assert readme[start:end].strip() == settings_table()
