@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
@@ -55,3 +57,29 @@ def run(env: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
         )
 
     return invoke
+
+
+def require_tool(found: str | None, what: str) -> str:
+    """A system tool the test drives: missing in CI is a failure (`.ci/run` installs it),
+    missing on a developer's machine is a skip that says what to install."""
+    if not found:
+        message = f"{what} is not installed (.ci/run installs it with apt-get)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return found
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """Debian's Chromium driven by playwright (never a browser playwright downloads)."""
+    from newsletter.checks.render import CHROMIUM_ARGS, find_chromium
+
+    executable = require_tool(find_chromium(), "chromium")
+    require_tool("playwright" if importlib.util.find_spec("playwright") else None, "playwright")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        launched = p.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+        yield launched
+        launched.close()

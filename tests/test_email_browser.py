@@ -4,52 +4,13 @@ widths, no sideways scrolling, tappable buttons, readable type, a visible unsubs
 
 from __future__ import annotations
 
-import os
-import shutil
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from newsletter.settings import Settings
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-
 pytestmark = pytest.mark.browser
-
-
-def _require_chromium() -> None:
-    """Missing on a developer machine: skip. Missing in CI: fail (`.ci/run` installs it)."""
-    if os.path.exists(CHROMIUM) or shutil.which("chromium"):
-        return
-    message = f"{CHROMIUM} is not installed (apt-get install chromium)"
-    if os.environ.get("CI"):
-        pytest.fail(message)
-    pytest.skip(message)
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    _require_chromium()
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        if os.environ.get("CI"):
-            pytest.fail("the playwright package is missing (pip install -e '.[test]')")
-        pytest.skip("the playwright package is missing")
-    executable = CHROMIUM if os.path.exists(CHROMIUM) else shutil.which("chromium")
-    with sync_playwright() as p:
-        launched = p.chromium.launch(executable_path=executable, args=ARGS)
-        yield launched
-        launched.close()
 
 
 @pytest.fixture

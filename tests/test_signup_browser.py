@@ -3,8 +3,6 @@ screen with JavaScript off: sign up -> confirmation mail -> confirm -> unsubscri
 
 from __future__ import annotations
 
-import os
-import shutil
 from collections.abc import Iterator
 from urllib.parse import urlsplit
 
@@ -14,31 +12,7 @@ from test_web_live import WEB_ENV, Live, link_path, serving
 from newsletter.settings import load_settings
 from newsletter.tokens import unsubscribe_token
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-
 pytestmark = pytest.mark.browser
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[object]:
-    if not (os.path.exists(CHROMIUM) or shutil.which("chromium")):
-        if os.environ.get("CI"):
-            pytest.fail(f"{CHROMIUM} is missing on CI: .ci/run installs it with apt-get")
-        pytest.skip("Debian chromium is not installed (not CI)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        launched = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        yield launched
-        launched.close()
 
 
 @pytest.fixture
