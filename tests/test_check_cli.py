@@ -50,13 +50,27 @@ def test_a_broken_message_file_exits_1_with_the_finding_and_fix(run) -> None:
     assert "SpamAssassin" not in result.stdout and "render" not in result.stdout
 
 
-def test_production_settings_refuse_localhost_links(run) -> None:
+def test_production_settings_refuse_placeholder_links(run) -> None:
     assert run("demo").exit_code == 0
-    result = run("check", "--week", "2026-W24", "--json", extra_env={"NEWSLETTER_SENDER": "smtp"})
-    assert result.exit_code == 1
-    errors = [f["message"] for f in json.loads(result.stdout)["findings"] if f["level"] == "error"]
-    assert any("localhost:8000" in m and "readers cannot open them" in m for m in errors)
-    assert any("List-Unsubscribe has no https URL" in m for m in errors)
+    args = ("check", "--week", "2026-W24", "--json", "--skip=spam", "--skip=render")
+
+    public = run(*args, extra_env={"NEWSLETTER_PUBLIC_URL": "https://brief.news"})
+    assert public.exit_code == 1
+    findings = json.loads(public.stdout)["findings"]
+    errors = [f["message"] for f in findings if f["level"] == "error"]
+    assert len(errors) == 1 and "readers cannot open them" in errors[0]
+    assert "filings.example.org" in errors[0] and "localhost:8000" in errors[0]
+
+    # real mail with the default local public URL: warned, not refused (a staging run)
+    staging = run(*args, extra_env={"NEWSLETTER_SENDER": "smtp"})
+    assert staging.exit_code == 0
+    warnings = [
+        f["message"] for f in json.loads(staging.stdout)["findings"] if f["level"] == "warning"
+    ]
+    assert warnings == [
+        "mail leaves through smtp but NEWSLETTER_PUBLIC_URL is http://localhost:8000:"
+        " readers' unsubscribe and archive links will not work"
+    ]
 
 
 def test_no_dispatch_is_one_clear_line(run) -> None:

@@ -79,3 +79,32 @@ def test_force_and_dry_run_return_the_report_instead(store: Store, heavy: Settin
 
 def test_a_missing_dispatch_is_left_to_send_to_report(store: Store, settings: Settings) -> None:
     assert preflight(store, settings, Week(2026, 30)) is None
+
+
+def test_send_refuses_on_a_check_error_until_forced(
+    run, store: Store, settings: Settings, tmp_path: Path
+) -> None:
+    from newsletter.subscriptions import add_subscriber
+
+    load_sample(store, tmp_path)
+    add_subscriber(store, "ada@example.org", name="Ada", confirmed=True)
+    build_dispatch(store, settings, WEEK)
+    approve(store, settings, WEEK)
+    # public settings, but the sample signals link to example domains readers cannot open
+    public = {"NEWSLETTER_PUBLIC_URL": "https://brief.news"}
+    outbox = tmp_path / "outbox"
+
+    dry = run("send", "--week", str(WEEK), "--dry-run", extra_env=public)
+    assert dry.exit_code == 0, dry.output
+    assert "error: content: " in dry.stderr and "readers cannot open them" in dry.stderr
+
+    refused = run("send", "--week", str(WEEK), extra_env=public)
+    assert refused.exit_code == 1
+    last = refused.stderr.strip().splitlines()[-1]
+    assert last.startswith("Error: pre-flight checks failed, nothing sent: content: ")
+    assert "--force" in last
+    assert not list(outbox.rglob("*.eml"))
+
+    forced = run("send", "--week", str(WEEK), "--force", extra_env=public)
+    assert forced.exit_code == 0, forced.output
+    assert len(list(outbox.rglob("*.eml"))) == 1

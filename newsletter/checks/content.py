@@ -60,7 +60,13 @@ def _links(scan: Scan, production: bool) -> list[Finding]:
         if production:
             found.append(error("content", f"{text}: readers cannot open them", fix))
         else:
-            found.append(info("content", f"{text} (fine while testing with the file sender)", fix))
+            found.append(
+                info(
+                    "content",
+                    f"{text} (fine with test settings: the public URL is not https)",
+                    fix,
+                )
+            )
     return found
 
 

@@ -14,7 +14,11 @@ from newsletter.weeks import Week
 
 
 class PreflightError(DispatchError):
-    """The dispatch failed a pre-flight check; nothing was sent."""
+    """The dispatch failed a pre-flight check; nothing was sent. `report` has every finding."""
+
+    def __init__(self, message: str, report: Report) -> None:
+        super().__init__(message)
+        self.report = report
 
 
 def preflight(
@@ -24,23 +28,29 @@ def preflight(
     *,
     force: bool = False,
     dry_run: bool = False,
+    unapproved: bool = False,
     tools: Tools | None = None,
     progress: Callable[[str], None] = lambda _: None,
 ) -> Report | None:
     """Check the week's message before a send; None when there is nothing left to check.
 
-    A sent dispatch is skipped (the send has nothing to do), as is a missing one (the send
-    reports that itself). Links are not fetched here: a slow site must not hold up a send.
+    Skipped when the dispatch is missing or unapproved (the send refuses those itself), sent
+    (nothing to do) or part-sent: a resumed send mails the frozen copy some readers already
+    have, and holding back the rest would not unsend it. Links are not fetched: a slow site
+    must not hold up a send.
     """
     dispatch = load_dispatch(store, settings, week)
-    if dispatch is None or dispatch.status == "sent":
+    if dispatch is None or dispatch.status in ("sending", "sent"):
         return None
+    if dispatch.status != "approved" and not unapproved:
+        return None  # the send refuses an unapproved dispatch itself, before any work
     report = run_checks(store, settings, week, tools=tools, progress=progress)
     if report.errors and not (force or dry_run):
         first = report.errors[0]
         more = f" (and {len(report.errors) - 1} more)" if len(report.errors) > 1 else ""
         raise PreflightError(
             f"pre-flight checks failed, nothing sent: {first.check}: {first.message}{more};"
-            " run `newsletter check` for every finding and fix, or send with --force"
+            " run `newsletter check` for every finding and fix, or send with --force",
+            report,
         )
     return report

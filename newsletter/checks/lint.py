@@ -58,7 +58,13 @@ def _headers(mime: EmailMessage, production: bool) -> list[Finding]:
             if production:
                 found.append(error("lint", text, fix))
             else:
-                found.append(info("lint", f"{text} (fine while testing with the file sender)", fix))
+                found.append(
+                    info(
+                        "lint",
+                        f"{text} (fine with test settings: the public URL is not https)",
+                        fix,
+                    )
+                )
     message_id = str(mime.get("Message-ID", "")).strip()
     if message_id and not re.fullmatch(r"<[^<>@\s]+@[^<>@\s]+>", message_id):
         found.append(error("lint", f"Message-ID {message_id!r} is not <id@domain>", _FIX_BUILD))

@@ -7,14 +7,15 @@ from __future__ import annotations
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from newsletter.checks.auth import check_dkim, dkim_config
-from newsletter.checks.content import check_content
+from newsletter.checks.content import check_content, is_placeholder_host
 from newsletter.checks.links import check_links
 from newsletter.checks.lint import check_lint
 from newsletter.checks.parsed import Parsed
 from newsletter.checks.render import check_render, find_chromium
-from newsletter.checks.report import Report
+from newsletter.checks.report import Finding, Report, warning
 from newsletter.checks.size import check_size
 from newsletter.checks.spam import check_spam, find_spamassassin
 from newsletter.compose import Composer
@@ -44,8 +45,24 @@ class Tools:
 
 
 def is_production(settings: Settings) -> bool:
-    """Mail is really leaving (any sender but `file`): local and example links are errors."""
-    return settings.sender != "file"
+    """Settings meant for real readers (the public URL is https on a real host): then links
+    to localhost or example domains, and an unsubscribe link without https, are errors."""
+    parts = urlsplit(settings.public_url)
+    return parts.scheme == "https" and not is_placeholder_host(parts.hostname or "")
+
+
+def check_public_url(settings: Settings) -> list[Finding]:
+    """Real mail with test settings: every reader's unsubscribe and archive link is dead."""
+    if settings.sender == "file" or is_production(settings):
+        return []
+    return [
+        warning(
+            "content",
+            f"mail leaves through {settings.sender} but NEWSLETTER_PUBLIC_URL is"
+            f" {settings.public_url}: readers' unsubscribe and archive links will not work",
+            "set NEWSLETTER_PUBLIC_URL to the public https address of the web service",
+        )
+    ]
 
 
 def sample_message(store: Store, settings: Settings, week: Week) -> Message:
@@ -87,6 +104,7 @@ def check_message(
         report.extend(check_lint(message, production=production))
     if "content" not in skip:
         report.extend(check_content(message, production=production))
+        report.extend(check_public_url(settings))
     if "auth" not in skip:
         report.extend(
             check_dkim(message, dkim_config(settings), settings.from_domain, settings.sender)

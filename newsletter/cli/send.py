@@ -121,8 +121,39 @@ def _summary(report: DeliveryReport) -> None:
         click.echo("  stopped before the end: run `newsletter send` again to resume", err=True)
 
 
-def preflight(app: App, week_text: str | None) -> None:
-    """Hook for pre-flight checks before anything is sent (the `check` command plugs in here)."""
+def preflight(
+    app: App,
+    week_text: str | None,
+    *,
+    force: bool = False,
+    dry_run: bool = False,
+    unapproved: bool = False,
+) -> None:
+    """Pre-flight checks (`newsletter check`) before anything is sent: an error stops the send
+    unless --force; a dry run shows the findings and goes on."""
+    from newsletter.checks.gate import PreflightError
+    from newsletter.checks.gate import preflight as check_before_send
+    from newsletter.checks.report import Report
+
+    def findings(report: Report) -> None:
+        for finding in report.errors + report.warnings:
+            click.echo(f"  {finding.level}: {finding.check}: {finding.message}", err=True)
+
+    try:
+        report = check_before_send(
+            app.store,
+            app.settings,
+            app.week(week_text),
+            force=force,
+            dry_run=dry_run,
+            unapproved=unapproved,
+            progress=lambda step: click.echo(f"pre-flight: {step}", err=True),
+        )
+    except PreflightError as exc:
+        findings(exc.report)
+        raise
+    if report is not None:
+        findings(report)
 
 
 @cli.command()
@@ -148,6 +179,7 @@ def preflight(app: App, week_text: str | None) -> None:
 @click.option(
     "--retry-failed", is_flag=True, help="Try the deliveries that failed in earlier runs again."
 )
+@click.option("--force", is_flag=True, help="Send even if the pre-flight checks find errors.")
 @pass_app
 def send(
     app: App,
@@ -157,6 +189,7 @@ def send(
     limit: int | None,
     retry_unknown: bool,
     retry_failed: bool,
+    force: bool,
 ) -> None:
     """Send the dispatch to every active subscriber, exactly once each.
 
@@ -165,7 +198,7 @@ def send(
     unknown or the run was stopped, 1 when nothing could be sent.
     """
     week = app.week(week_text)
-    preflight(app, week_text)
+    preflight(app, week_text, force=force, dry_run=dry_run, unapproved=force_unapproved)
     quiet = logging.getLogger().getEffectiveLevel() > logging.INFO
     with (
         make_sender(app.settings) as sender,
