@@ -49,7 +49,10 @@ def run_weekly(
     dry_run: bool = False,
     progress: ProgressCallback | None = None,
     stop: threading.Event | None = None,
+    before_send: Callable[[Week], object] | None = None,
 ) -> WeeklyReport:
+    """Collect, build, send once approved. `before_send` (the pre-flight gate) runs right before
+    the send and stops it by raising."""
     week = week or current_week(settings, now)
     report = WeeklyReport(str(week))
     row = store.dispatches.get(str(week))
@@ -85,6 +88,8 @@ def run_weekly(
         if not dry_run:
             approve(store, settings, week)
             report.lines.append(f"dispatch {week} approved automatically (NEWSLETTER_AUTO_APPROVE)")
+    if before_send is not None:
+        before_send(week)
     with make_sender() as sender:
         report.delivery = send_dispatch(
             store,

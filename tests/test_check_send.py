@@ -108,3 +108,32 @@ def test_send_refuses_on_a_check_error_until_forced(
     forced = run("send", "--week", str(WEEK), "--force", extra_env=public)
     assert forced.exit_code == 0, forced.output
     assert len(list(outbox.rglob("*.eml"))) == 1
+
+
+def test_weekly_passes_the_same_gate(run, tmp_path: Path) -> None:
+    """The cron job is a send too: a check error stops it (nothing sent) until --force."""
+    this_week = tmp_path / "this-week.json"
+    this_week.write_text(
+        json.dumps(
+            {
+                "title": "A signal from this week",
+                "url": "https://research.example.org/this-week",
+                "published": datetime.now(UTC).isoformat(),
+                "category": "AI",
+                "signal_score": 70,
+            }
+        )
+    )
+    assert run("signals", "import", str(this_week)).exit_code == 0
+    assert run("subscribers", "add", "ada@example.org", "--confirmed").exit_code == 0
+    public = {"NEWSLETTER_PUBLIC_URL": "https://brief.news", "NEWSLETTER_AUTO_APPROVE": "true"}
+    outbox = tmp_path / "outbox"
+
+    refused = run("weekly", "--no-collect", extra_env=public)
+    assert refused.exit_code == 1
+    assert "pre-flight checks failed, nothing sent: content:" in refused.stderr
+    assert not list(outbox.rglob("*.eml"))
+
+    forced = run("weekly", "--no-collect", "--force", extra_env=public)
+    assert forced.exit_code == 0, forced.output
+    assert len(list(outbox.rglob("*.eml"))) == 1

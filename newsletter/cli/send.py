@@ -19,6 +19,7 @@ from newsletter.deliver import DeliveryReport, Progress, ProgressCallback, send_
 from newsletter.errors import DispatchError
 from newsletter.senders import make_sender
 from newsletter.weekly import cron_line, run_weekly, systemd_units
+from newsletter.weeks import Week
 
 log = logging.getLogger("newsletter.send")
 
@@ -123,7 +124,7 @@ def _summary(report: DeliveryReport) -> None:
 
 def preflight(
     app: App,
-    week_text: str | None,
+    week: Week,
     *,
     force: bool = False,
     dry_run: bool = False,
@@ -143,7 +144,7 @@ def preflight(
         report = check_before_send(
             app.store,
             app.settings,
-            app.week(week_text),
+            week,
             force=force,
             dry_run=dry_run,
             unapproved=unapproved,
@@ -198,7 +199,7 @@ def send(
     unknown or the run was stopped, 1 when nothing could be sent.
     """
     week = app.week(week_text)
-    preflight(app, week_text, force=force, dry_run=dry_run, unapproved=force_unapproved)
+    preflight(app, week, force=force, dry_run=dry_run, unapproved=force_unapproved)
     quiet = logging.getLogger().getEffectiveLevel() > logging.INFO
     with (
         make_sender(app.settings) as sender,
@@ -230,6 +231,7 @@ def send(
     "--dry-run", is_flag=True, help="Collect and build, then build every message; send none."
 )
 @click.option("--no-collect", is_flag=True, help="Skip fetching the feeds.")
+@click.option("--force", is_flag=True, help="Send even if a pre-flight check reports an error.")
 @click.option("--print-cron", is_flag=True, help="Print a crontab line for this install and exit.")
 @click.option(
     "--print-systemd",
@@ -238,7 +240,7 @@ def send(
 )
 @pass_app
 def weekly(
-    app: App, dry_run: bool, no_collect: bool, print_cron: bool, print_systemd: bool
+    app: App, dry_run: bool, no_collect: bool, force: bool, print_cron: bool, print_systemd: bool
 ) -> None:
     """What cron runs: collect, build this week's dispatch, send it once approved.
 
@@ -263,6 +265,9 @@ def weekly(
             dry_run=dry_run,
             progress=progress,
             stop=stop,
+            before_send=lambda week: preflight(
+                app, week, force=force, dry_run=dry_run, unapproved=dry_run
+            ),
         )
     for line in report.lines:
         click.echo(line)
