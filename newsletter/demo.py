@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 from dataclasses import dataclass
+from datetime import datetime
 from importlib import resources
 from pathlib import Path
 
@@ -40,14 +41,21 @@ class DemoResult:
     db: Path
 
 
+def load_sample(store: Store, *, now: datetime | None = None) -> CollectReport:
+    """The bundled sample sources collected and the sample annotations imported."""
+    sample = sample_dir()
+    for spec in read_sources_file(sample / "sources.toml"):
+        store.sources.add(spec.name, spec.url, category=spec.category, label=spec.label)
+    collected = collect(store, now=now)
+    import_annotations(store, sorted((sample / "annotations").iterdir()))
+    return collected
+
+
 def run_demo(settings: Settings, preview_path: Path = Path("preview.html")) -> DemoResult:
     sample = sample_dir()
     store = Store.open(settings.db)
     try:
-        for spec in read_sources_file(sample / "sources.toml"):
-            store.sources.add(spec.name, spec.url, category=spec.category, label=spec.label)
-        collected = collect(store)
-        import_annotations(store, sorted((sample / "annotations").iterdir()))
+        collected = load_sample(store)
         with open(sample / "subscribers.csv", newline="", encoding="utf-8") as handle:
             for row in csv.DictReader(handle):
                 add_subscriber(store, row["email"], name=row.get("name") or None, confirmed=True)

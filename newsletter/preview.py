@@ -48,9 +48,14 @@ def _composer(store: Store, settings: Settings, week: Week) -> Composer:
     return Composer(rendered, settings, store.secret_key(settings.secret_key), str(week))
 
 
+def sample_message(store: Store, settings: Settings, week: Week) -> Message:
+    """The dispatch exactly as a (sample) reader gets it: the frozen copy once sending began."""
+    return _composer(store, settings, week).compose(SAMPLE_READER)
+
+
 def preview_message(store: Store, settings: Settings, week: Week) -> tuple[str, str]:
     """HTML and text of the dispatch personalised for a sample reader."""
-    message = _composer(store, settings, week).compose(SAMPLE_READER)
+    message = sample_message(store, settings, week)
     return message.html, message.text
 
 

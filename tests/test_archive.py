@@ -9,15 +9,13 @@ from pathlib import Path
 import feedparser
 import pytest
 
-from newsletter.annotations import import_annotations
 from newsletter.archive import archive_page, build_archive
-from newsletter.collect import collect
 from newsletter.deliver import send_dispatch
+from newsletter.demo import load_sample
 from newsletter.dispatch import approve, build_dispatch, edit_text
 from newsletter.errors import NewsletterError
 from newsletter.senders import MemorySender
 from newsletter.settings import Settings
-from newsletter.sources_file import read_sources_file
 from newsletter.store import Store
 from newsletter.subscriptions import add_subscriber
 from newsletter.weeks import Week
@@ -28,10 +26,7 @@ SAMPLE = Path(__file__).parent.parent / "newsletter" / "sample"
 @pytest.fixture
 def sent(store: Store, settings: Settings) -> Store:
     """Two sent dispatches (W24, then W25 holding one signal moved there) and a W26 draft."""
-    for spec in read_sources_file(SAMPLE / "sources.toml"):
-        store.sources.add(spec.name, spec.url, category=spec.category, label=spec.label)
-    collect(store, now=datetime(2026, 6, 14, tzinfo=UTC))
-    import_annotations(store, sorted((SAMPLE / "annotations").iterdir()))
+    load_sample(store, now=datetime(2026, 6, 14, tzinfo=UTC))
     add_subscriber(store, "reader@example.org", name="Ada", confirmed=True)
     moved = next(s for s in store.signals.list() if "battery" in s.title)
     store.db.execute(

@@ -11,10 +11,9 @@ import pytest
 from newsletter.annotations import import_annotations
 from newsletter.checks import Tools
 from newsletter.checks.gate import PreflightError, preflight
-from newsletter.collect import collect
+from newsletter.demo import load_sample as load_bundled_sample
 from newsletter.dispatch import approve, build_dispatch
 from newsletter.settings import Settings
-from newsletter.sources_file import read_sources_file
 from newsletter.store import Store
 from newsletter.weeks import Week
 
@@ -25,10 +24,7 @@ LONG = "A long editorial paragraph that an over-eager analyst kept writing. " * 
 
 
 def load_sample(store: Store, tmp_path: Path, extra_signals: int = 0) -> None:
-    for spec in read_sources_file(SAMPLE / "sources.toml"):
-        store.sources.add(spec.name, spec.url, category=spec.category, label=spec.label)
-    collect(store, now=datetime(2026, 6, 14, tzinfo=UTC))
-    files = sorted((SAMPLE / "annotations").iterdir())
+    load_bundled_sample(store, now=datetime(2026, 6, 14, tzinfo=UTC))
     if extra_signals:
         heavy = tmp_path / "heavy.jsonl"
         heavy.write_text(
@@ -48,8 +44,7 @@ def load_sample(store: Store, tmp_path: Path, extra_signals: int = 0) -> None:
                 for i in range(extra_signals)
             )
         )
-        files.append(heavy)
-    import_annotations(store, files)
+        import_annotations(store, [heavy])
 
 
 @pytest.fixture

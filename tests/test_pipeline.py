@@ -9,15 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from newsletter.annotations import import_annotations
 from newsletter.collect import collect
 from newsletter.deliver import send_dispatch
+from newsletter.demo import load_sample
 from newsletter.dispatch import approve, build_dispatch
 from newsletter.errors import DispatchError
 from newsletter.render import render_dispatch
 from newsletter.senders import MemorySender
 from newsletter.settings import Settings
-from newsletter.sources_file import read_sources_file
 from newsletter.store import Store
 from newsletter.subscriptions import add_subscriber
 from newsletter.weeks import Week
@@ -28,10 +27,7 @@ WEEK = Week(2026, 24)
 
 @pytest.fixture
 def loaded(store: Store) -> Store:
-    for spec in read_sources_file(SAMPLE / "sources.toml"):
-        store.sources.add(spec.name, spec.url, category=spec.category, label=spec.label)
-    collect(store, now=datetime(2026, 6, 14, tzinfo=UTC))
-    import_annotations(store, sorted((SAMPLE / "annotations").iterdir()))
+    load_sample(store, now=datetime(2026, 6, 14, tzinfo=UTC))
     return store
 
 

@@ -12,13 +12,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from newsletter.annotations import import_annotations
-from newsletter.collect import collect
+from newsletter.demo import load_sample
 from newsletter.dispatch import build_dispatch
 from newsletter.errors import NewsletterError
 from newsletter.preview import PreviewServer, live_renderer, make_preview_server
 from newsletter.settings import Settings
-from newsletter.sources_file import read_sources_file
 from newsletter.store import Store
 from newsletter.weeks import Week
 
@@ -28,10 +26,7 @@ WEEK = Week(2026, 24)
 
 @pytest.fixture
 def drafted(store: Store, settings: Settings) -> Store:
-    for spec in read_sources_file(SAMPLE / "sources.toml"):
-        store.sources.add(spec.name, spec.url, category=spec.category, label=spec.label)
-    collect(store, now=datetime(2026, 6, 14, tzinfo=UTC))
-    import_annotations(store, sorted((SAMPLE / "annotations").iterdir()))
+    load_sample(store, now=datetime(2026, 6, 14, tzinfo=UTC))
     build_dispatch(store, settings, WEEK)
     return store
 

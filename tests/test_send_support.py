@@ -19,11 +19,9 @@ from typing import Any
 
 from aiosmtpd.controller import Controller
 
-from newsletter.annotations import import_annotations
-from newsletter.collect import collect
+from newsletter.demo import load_sample
 from newsletter.dispatch import approve, build_dispatch
 from newsletter.settings import Settings
-from newsletter.sources_file import read_sources_file
 from newsletter.store import Store
 from newsletter.store._rows import now_iso
 from newsletter.weeks import Week
@@ -34,10 +32,7 @@ WEEK = Week(2026, 24)
 
 def ready_week(store: Store, settings: Settings, *, approved: bool = True) -> None:
     """The bundled sample week, collected, annotated, built and (by default) approved."""
-    for spec in read_sources_file(SAMPLE / "sources.toml"):
-        store.sources.add(spec.name, spec.url, category=spec.category, label=spec.label)
-    collect(store, now=datetime(2026, 6, 14, tzinfo=UTC))
-    import_annotations(store, sorted((SAMPLE / "annotations").iterdir()))
+    load_sample(store, now=datetime(2026, 6, 14, tzinfo=UTC))
     build_dispatch(store, settings, WEEK)
     if approved:
         approve(store, settings, WEEK)

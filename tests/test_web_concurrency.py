@@ -12,14 +12,12 @@ from pathlib import Path
 import httpx
 from test_web_live import serving
 
-from newsletter.annotations import import_annotations
-from newsletter.collect import collect
 from newsletter.deliver import DeliveryReport, send_dispatch
+from newsletter.demo import load_sample
 from newsletter.dispatch import approve, build_dispatch
 from newsletter.message import Message
 from newsletter.senders import MemorySender
 from newsletter.settings import Settings, load_settings
-from newsletter.sources_file import read_sources_file
 from newsletter.store import Store
 from newsletter.weeks import Week
 
@@ -32,10 +30,7 @@ SIGNUPS = 200
 def prepare(settings: Settings) -> None:
     store = Store.open(settings.db)
     try:
-        for spec in read_sources_file(SAMPLE / "sources.toml"):
-            store.sources.add(spec.name, spec.url, category=spec.category, label=spec.label)
-        collect(store, now=datetime(2026, 6, 14, tzinfo=UTC))
-        import_annotations(store, sorted((SAMPLE / "annotations").iterdir()))
+        load_sample(store, now=datetime(2026, 6, 14, tzinfo=UTC))
         with store.transaction():
             for i in range(READERS):
                 store.subscribers.add(

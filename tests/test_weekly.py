@@ -6,14 +6,12 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 
-from test_send_support import SAMPLE, WEEK, add_subscribers, ready_week
+from test_send_support import WEEK, add_subscribers, ready_week
 
-from newsletter.annotations import import_annotations
-from newsletter.collect import collect
 from newsletter.deliver import send_dispatch
+from newsletter.demo import load_sample
 from newsletter.senders import MemorySender
 from newsletter.settings import Settings
-from newsletter.sources_file import read_sources_file
 from newsletter.store import Store
 from newsletter.weekly import run_weekly
 
@@ -21,10 +19,7 @@ MONDAY = datetime(2026, 6, 15, 7, 0, tzinfo=UTC)  # cron fires in the week after
 
 
 def _sources(store: Store) -> None:
-    for spec in read_sources_file(SAMPLE / "sources.toml"):
-        store.sources.add(spec.name, spec.url, category=spec.category, label=spec.label)
-    collect(store, now=MONDAY)
-    import_annotations(store, sorted((SAMPLE / "annotations").iterdir()))
+    load_sample(store, now=MONDAY)
 
 
 def test_weekly_builds_waits_for_the_editor_then_sends_once(

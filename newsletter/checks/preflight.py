@@ -18,12 +18,8 @@ from newsletter.checks.render import check_render, find_chromium
 from newsletter.checks.report import Finding, Report, warning
 from newsletter.checks.size import check_size
 from newsletter.checks.spam import check_spam, find_spamassassin
-from newsletter.compose import Composer
-from newsletter.dispatch import load_dispatch
-from newsletter.errors import DispatchError, NewsletterError
-from newsletter.message import Message
-from newsletter.preview import SAMPLE_READER
-from newsletter.render import frozen_rendering, render_dispatch
+from newsletter.errors import NewsletterError
+from newsletter.preview import sample_message
 from newsletter.settings import Settings
 from newsletter.store import Store
 from newsletter.weeks import Week
@@ -63,18 +59,6 @@ def check_public_url(settings: Settings) -> list[Finding]:
             "set NEWSLETTER_PUBLIC_URL to the public https address of the web service",
         )
     ]
-
-
-def sample_message(store: Store, settings: Settings, week: Week) -> Message:
-    """The dispatch exactly as a (sample) reader gets it: the frozen copy once sending began."""
-    dispatch = load_dispatch(store, settings, week)
-    if dispatch is None:
-        raise DispatchError(
-            f"no dispatch for {week}: run `newsletter dispatch build --week {week}`"
-        )
-    rendered = frozen_rendering(dispatch) or render_dispatch(dispatch, settings)
-    composer = Composer(rendered, settings, store.secret_key(settings.secret_key), str(week))
-    return composer.compose(SAMPLE_READER)
 
 
 def check_message(
