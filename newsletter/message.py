@@ -239,6 +239,10 @@ class MimeTemplate:
                     pending = b""
         self._chunks.append(pending)
 
+    def body_source(self, html: bool) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """The compiled body split at its slots, as composed (not yet encoded)."""
+        return self._html_source if html else self._text_source
+
     def header(self, name: str, value: str) -> bytes:
         """One header line (folded), cached: most headers are the same in every message."""
         key = (name, value)

@@ -368,3 +368,35 @@ def test_an_unknown_outcome_is_recorded_and_not_retried(
     assert len(calls) == 1 and report.unknown == 4 and report.sent == 0 and not report.ok
     dispatch_id = week_ready.dispatches.get(str(WEEK))["id"]
     assert week_ready.deliveries.counts(dispatch_id)["unknown"] == 4
+
+
+def test_prebuilt_json_bodies_equal_encoding_the_composed_text(settings: Settings, store) -> None:
+    """The per-dispatch JSON pieces joined with one reader's values decode to exactly the
+    composed html and text, whatever the reader's name holds."""
+    import json
+
+    import msgspec
+
+    from newsletter.demo import load_sample
+    from newsletter.dispatch import approve, build_dispatch
+    from newsletter.models import Subscriber
+    from newsletter.preview import _composer
+    from newsletter.senders.http import json_body
+    from newsletter.weeks import Week
+
+    week = Week(2026, 24)
+    load_sample(store)
+    build_dispatch(store, settings, week)
+    approve(store, settings, week)
+    composer = _composer(store, settings, week)
+    for name in ('Zoë "Q" </script> \\ \u2028 日本', "", "Plain Name"):
+        message = composer.compose(Subscriber(7, "zoe@example.org", name, "active"))
+        for part in ("html", "text"):
+            fast = json_body(message, part)
+            assert isinstance(fast, msgspec.Raw)
+            assert json.loads(bytes(fast)) == getattr(message, part)
+    # bodies replaced after composing are encoded the plain way
+    from dataclasses import replace
+
+    changed = replace(message, html="<p>other</p>")
+    assert json_body(changed, "html") == "<p>other</p>"

@@ -14,7 +14,7 @@ import httpx
 from newsletter.errors import PermanentSendError, TemporarySendError
 from newsletter.message import Message
 from newsletter.senders.base import Sender, SendResult
-from newsletter.senders.http import error_for, json_or_empty, post
+from newsletter.senders.http import error_for, json_body, json_or_empty, post
 
 #: Postmark ErrorCodes for one message: 406 inactive recipient (it bounced or complained
 #: before), 300 invalid address. 429 in a result means the account's rate was hit.
@@ -36,8 +36,8 @@ class PostmarkSender(Sender):
             "From": message.from_addr,
             "To": message.to_header,
             "Subject": message.subject,
-            "HtmlBody": message.html,
-            "TextBody": message.text,
+            "HtmlBody": json_body(message, "html"),
+            "TextBody": json_body(message, "text"),
             "MessageStream": self.stream,
             "Tag": message.tag,
             "Headers": [

@@ -16,7 +16,7 @@ import httpx
 from newsletter.errors import PermanentSendError
 from newsletter.message import Message
 from newsletter.senders.base import Sender, SendResult
-from newsletter.senders.http import error_for, json_or_empty, post
+from newsletter.senders.http import error_for, json_body, json_or_empty, post
 
 _TAG_UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
 
@@ -34,8 +34,8 @@ class ResendSender(Sender):
             "from": message.from_addr,
             "to": [message.to_header],
             "subject": message.subject,
-            "html": message.html,
-            "text": message.text,
+            "html": json_body(message, "html"),
+            "text": json_body(message, "text"),
             "headers": {"Message-ID": message.message_id, **message.headers},
         }
         if message.tag:
