@@ -218,6 +218,8 @@ def _raw_smtp(port: int, data: bytes, total: int) -> float:
 
 def _raw_api(port: int, composer: object, total: int) -> float:
     """The same httpx client the senders use, posting one pre-built batch payload again."""
+    import msgspec
+
     from newsletter.models import Subscriber
     from newsletter.senders.http import make_client
     from newsletter.senders.resend import ResendSender
@@ -227,7 +229,7 @@ def _raw_api(port: int, composer: object, total: int) -> float:
         composer.compose(Subscriber(i, f"r{i}@example.com", f"R {i}", "active"))  # type: ignore[attr-defined]
         for i in range(API_BATCH)
     ]
-    payload = json.dumps([sender.payload(m) for m in messages]).encode()
+    payload = msgspec.json.encode([sender.payload(m) for m in messages])
     batches = total // API_BATCH // CONNECTIONS
 
     def worker() -> None:
