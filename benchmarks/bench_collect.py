@@ -15,8 +15,8 @@ from pathlib import Path
 
 import feedparser
 
-from newsletter.collect import CollectReport, collect
-from newsletter.fetch import FetchPolicy
+from newsletter.signals.collect import CollectReport, collect
+from newsletter.signals.fetch import FetchPolicy
 from newsletter.store import Store
 
 title = "Collection: a 500-item arXiv feed"

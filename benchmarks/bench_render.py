@@ -16,11 +16,11 @@ from datetime import UTC, datetime
 
 import mjml
 
-from newsletter.compose import Composer
-from newsletter.message import POLICY, build_mime
+from newsletter.delivery.compose import Composer
+from newsletter.delivery.message import POLICY, build_mime
+from newsletter.dispatch.render import SLOTS, make_environment, render_dispatch
+from newsletter.dispatch.select import group_sections
 from newsletter.models import Dispatch, Signal, Subscriber
-from newsletter.render import SLOTS, make_environment, render_dispatch
-from newsletter.select import group_sections
 from newsletter.settings import load_settings
 
 title = "Render and personalise the dispatch"

@@ -101,12 +101,12 @@ def _spawn(kind: str) -> tuple[subprocess.Popen, int]:
 
 
 def _prepare(folder: Path) -> Path:
-    from newsletter.annotations import import_annotations
-    from newsletter.collect import collect
     from newsletter.demo import sample_dir
-    from newsletter.dispatch import approve, build_dispatch
+    from newsletter.dispatch.build import approve, build_dispatch
     from newsletter.settings import load_settings
-    from newsletter.sources_file import read_sources_file
+    from newsletter.signals.annotations import import_annotations
+    from newsletter.signals.collect import collect
+    from newsletter.signals.sources_file import read_sources_file
     from newsletter.store import Store
     from newsletter.store._rows import now_iso
     from newsletter.weeks import Week
@@ -179,10 +179,10 @@ def _send(ready: Path, folder: Path, name: str, extra: dict[str, str]) -> tuple[
 
 
 def _message_bytes(ready: Path) -> tuple[bytes, object]:
-    from newsletter.compose import Composer
-    from newsletter.dispatch import load_dispatch
+    from newsletter.delivery.compose import Composer
+    from newsletter.dispatch.build import load_dispatch
+    from newsletter.dispatch.render import render_dispatch
     from newsletter.models import Subscriber
-    from newsletter.render import render_dispatch
     from newsletter.settings import load_settings
     from newsletter.store import Store
     from newsletter.weeks import Week
@@ -220,9 +220,9 @@ def _raw_api(port: int, composer: object, total: int) -> float:
     """The same httpx client the senders use, posting one pre-built batch payload again."""
     import msgspec
 
+    from newsletter.delivery.senders.http import make_client
+    from newsletter.delivery.senders.resend import ResendSender
     from newsletter.models import Subscriber
-    from newsletter.senders.http import make_client
-    from newsletter.senders.resend import ResendSender
 
     sender = ResendSender("key", make_client(f"http://127.0.0.1:{port}"))
     messages = [
@@ -255,7 +255,7 @@ def _raw_api(port: int, composer: object, total: int) -> float:
 
 
 def _per_message_costs(ready: Path, folder: Path, key_file: Path) -> dict[str, float]:
-    from newsletter.dkim import DkimSigner
+    from newsletter.delivery.dkim import DkimSigner
     from newsletter.models import Subscriber
     from newsletter.store import Store
     from newsletter.store.deliveries import Outcome
@@ -290,10 +290,10 @@ def _per_message_costs(ready: Path, folder: Path, key_file: Path) -> dict[str, f
 
 def _naive(ready: Path, port: int) -> float:
     """A new SMTP connection and a full render (Jinja2 + MJML) for every message."""
-    from newsletter.compose import Composer
-    from newsletter.dispatch import load_dispatch
+    from newsletter.delivery.compose import Composer
+    from newsletter.dispatch.build import load_dispatch
+    from newsletter.dispatch.render import render_dispatch
     from newsletter.models import Subscriber
-    from newsletter.render import render_dispatch
     from newsletter.settings import load_settings
     from newsletter.store import Store
     from newsletter.weeks import Week

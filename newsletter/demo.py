@@ -8,18 +8,18 @@ from datetime import datetime
 from importlib import resources
 from pathlib import Path
 
-from newsletter.annotations import import_annotations
-from newsletter.archive import publish_after_send
-from newsletter.collect import CollectReport, collect
-from newsletter.deliver import DeliveryReport, send_dispatch
-from newsletter.dispatch import approve, build_dispatch, load_dispatch
+from newsletter.delivery.deliver import DeliveryReport, send_dispatch
+from newsletter.delivery.senders import FileSender
+from newsletter.dispatch.archive import publish_after_send
+from newsletter.dispatch.build import approve, build_dispatch, load_dispatch
 from newsletter.models import Dispatch
 from newsletter.preview import write_preview
-from newsletter.senders import FileSender
+from newsletter.readers.subscriptions import add_subscriber
 from newsletter.settings import Settings
-from newsletter.sources_file import read_sources_file
+from newsletter.signals.annotations import import_annotations
+from newsletter.signals.collect import CollectReport, collect
+from newsletter.signals.sources_file import read_sources_file
 from newsletter.store import Store
-from newsletter.subscriptions import add_subscriber
 from newsletter.weeks import Week
 
 #: the ISO week the sample signals were published in

@@ -19,13 +19,13 @@ from urllib.parse import urlsplit
 import jinja2
 from email_validator import EmailNotValidError, validate_email
 
-from newsletter.compose import Composer
-from newsletter.dispatch import load_dispatch
+from newsletter.delivery.compose import Composer
+from newsletter.delivery.message import Message
+from newsletter.delivery.senders.base import Sender
+from newsletter.dispatch.build import load_dispatch
+from newsletter.dispatch.render import frozen_rendering, render_dispatch
 from newsletter.errors import DispatchError, NewsletterError, SendError
-from newsletter.message import Message
 from newsletter.models import Subscriber
-from newsletter.render import frozen_rendering, render_dispatch
-from newsletter.senders.base import Sender
 from newsletter.settings import Settings
 from newsletter.store import Store
 from newsletter.weeks import Week

@@ -14,12 +14,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from newsletter.archive import publish_after_send
-from newsletter.collect import CollectReport, collect
-from newsletter.deliver import DeliveryReport, ProgressCallback, send_dispatch
-from newsletter.dispatch import approve, build_dispatch, current_week, load_dispatch
-from newsletter.senders.base import Sender
+from newsletter.delivery.deliver import DeliveryReport, ProgressCallback, send_dispatch
+from newsletter.delivery.senders.base import Sender
+from newsletter.dispatch.archive import publish_after_send
+from newsletter.dispatch.build import approve, build_dispatch, current_week, load_dispatch
 from newsletter.settings import Settings
+from newsletter.signals.collect import CollectReport, collect
 from newsletter.store import Store
 from newsletter.weeks import Week
 

@@ -11,9 +11,9 @@ from flask import Flask, Response, current_app, jsonify, render_template, reques
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from newsletter.render import templates_dir
-from newsletter.senders import make_sender as default_make_sender
-from newsletter.senders.base import Sender
+from newsletter.delivery.senders import make_sender as default_make_sender
+from newsletter.delivery.senders.base import Sender
+from newsletter.dispatch.render import templates_dir
 from newsletter.settings import Settings
 from newsletter.store import Store
 from subscribers.mailer import Mailer

@@ -12,7 +12,7 @@ from typing import Any
 
 from flask import Blueprint, render_template, request
 
-from newsletter.subscriptions import (
+from newsletter.readers.subscriptions import (
     follow_confirm_link,
     follow_unsubscribe_link,
     unsubscribe_link_valid,

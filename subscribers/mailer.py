@@ -9,9 +9,10 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 
-from newsletter.senders.base import Sender
+from newsletter.delivery.senders.base import Sender
+from newsletter.readers.notices import send_notices
+from newsletter.readers.subscriptions import Notice
 from newsletter.settings import Settings
-from newsletter.subscriptions import Notice, send_notices
 from subscribers.stores import ThreadStores
 
 log = logging.getLogger(__name__)

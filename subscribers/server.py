@@ -18,7 +18,7 @@ from types import FrameType
 
 import waitress
 
-from newsletter.render import templates_dir
+from newsletter.dispatch.render import templates_dir
 from newsletter.settings import Settings
 from newsletter.store import Store
 from subscribers.app import create_app

@@ -12,7 +12,7 @@ from typing import Any
 from flask import Blueprint, Response, jsonify, make_response, render_template, request
 
 from newsletter.errors import SubscriberError
-from newsletter.subscriptions import SIGNUP_WINDOW, RateLimited, request_signup
+from newsletter.readers.subscriptions import SIGNUP_WINDOW, RateLimited, request_signup
 from subscribers import csrf
 from subscribers.app import page, web
 

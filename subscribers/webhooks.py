@@ -30,8 +30,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import load_der_public_key, load_pem_public_key
 from flask import Blueprint, Request, Response, abort, jsonify, request
 
+from newsletter.readers.subscriptions import record_provider_event
 from newsletter.settings import Settings
-from newsletter.subscriptions import record_provider_event
 from subscribers.app import web
 
 log = logging.getLogger(__name__)

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from newsletter.annotations import import_annotations
 from newsletter.errors import AnnotationError
+from newsletter.signals.annotations import import_annotations
 from newsletter.store import Store
 
 HERE = Path(__file__).parent / "fixtures" / "annotations"

@@ -13,18 +13,18 @@ import httpx
 import pytest
 from test_send_support import WEEK, add_subscribers, ready_week
 
-from newsletter.deliver import send_dispatch
-from newsletter.errors import PermanentSendError, TemporarySendError
-from newsletter.message import Message
-from newsletter.senders import (
+from newsletter.delivery.deliver import send_dispatch
+from newsletter.delivery.message import Message
+from newsletter.delivery.senders import (
     MailgunSender,
     PostmarkSender,
     ResendSender,
     SendGridSender,
     make_sender,
 )
-from newsletter.senders.http import make_client
-from newsletter.senders.sendgrid import MAX_SUBSTITUTION_BYTES
+from newsletter.delivery.senders.http import make_client
+from newsletter.delivery.senders.sendgrid import MAX_SUBSTITUTION_BYTES
+from newsletter.errors import PermanentSendError, TemporarySendError
 from newsletter.settings import Settings
 from newsletter.store import Store
 
@@ -336,7 +336,7 @@ def test_refused_credentials_stop_the_run_naming_the_setting(
 
 
 def test_no_answer_after_the_request_left_is_unknown_unless_idempotent() -> None:
-    from newsletter.senders import UnknownOutcome
+    from newsletter.delivery.senders import UnknownOutcome
 
     def timeout(request: httpx.Request) -> httpx.Response:
         raise httpx.ReadTimeout("no answer", request=request)
@@ -377,11 +377,11 @@ def test_prebuilt_json_bodies_equal_encoding_the_composed_text(settings: Setting
 
     import msgspec
 
+    from newsletter.delivery.senders.http import json_body
     from newsletter.demo import load_sample
-    from newsletter.dispatch import approve, build_dispatch
+    from newsletter.dispatch.build import approve, build_dispatch
     from newsletter.models import Subscriber
     from newsletter.preview import _composer
-    from newsletter.senders.http import json_body
     from newsletter.weeks import Week
 
     week = Week(2026, 24)

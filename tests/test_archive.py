@@ -9,15 +9,15 @@ from pathlib import Path
 import feedparser
 import pytest
 
-from newsletter.archive import archive_page, build_archive
-from newsletter.deliver import send_dispatch
+from newsletter.delivery.deliver import send_dispatch
+from newsletter.delivery.senders import MemorySender
 from newsletter.demo import load_sample
-from newsletter.dispatch import approve, build_dispatch, edit_text
+from newsletter.dispatch.archive import archive_page, build_archive
+from newsletter.dispatch.build import approve, build_dispatch, edit_text
 from newsletter.errors import NewsletterError
-from newsletter.senders import MemorySender
+from newsletter.readers.subscriptions import add_subscriber
 from newsletter.settings import Settings
 from newsletter.store import Store
-from newsletter.subscriptions import add_subscriber
 from newsletter.weeks import Week
 
 SAMPLE = Path(__file__).parent.parent / "newsletter" / "sample"

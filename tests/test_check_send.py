@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from newsletter.annotations import import_annotations
 from newsletter.checks import Tools
 from newsletter.checks.gate import PreflightError, preflight
 from newsletter.demo import load_sample as load_bundled_sample
-from newsletter.dispatch import approve, build_dispatch
+from newsletter.dispatch.build import approve, build_dispatch
 from newsletter.settings import Settings
+from newsletter.signals.annotations import import_annotations
 from newsletter.store import Store
 from newsletter.weeks import Week
 
@@ -79,7 +79,7 @@ def test_a_missing_dispatch_is_left_to_send_to_report(store: Store, settings: Se
 def test_send_refuses_on_a_check_error_until_forced(
     run, store: Store, settings: Settings, tmp_path: Path
 ) -> None:
-    from newsletter.subscriptions import add_subscriber
+    from newsletter.readers.subscriptions import add_subscriber
 
     load_sample(store, tmp_path)
     add_subscriber(store, "ada@example.org", name="Ada", confirmed=True)

@@ -13,8 +13,8 @@ from typing import ClassVar
 
 import pytest
 
-from newsletter.collect import collect
-from newsletter.fetch import USER_AGENT, FetchPolicy
+from newsletter.signals.collect import collect
+from newsletter.signals.fetch import USER_AGENT, FetchPolicy
 from newsletter.store import Store
 
 FEEDS = Path(__file__).parent / "fixtures" / "feeds"

@@ -6,8 +6,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 
-from newsletter.annotations import import_annotations
-from newsletter.collect import collect
+from newsletter.signals.annotations import import_annotations
+from newsletter.signals.collect import collect
 from newsletter.store import Store
 
 NOW = datetime(2026, 6, 14, 9, 30, tzinfo=UTC)

@@ -11,10 +11,10 @@ import sys
 import pytest
 from test_send_support import WEEK, add_subscribers, ready_week
 
-from newsletter.deliver import RetryPolicy, TokenBucket, hand_over, send_dispatch
+from newsletter.delivery.deliver import RetryPolicy, TokenBucket, hand_over, send_dispatch
+from newsletter.delivery.message import Message
+from newsletter.delivery.senders import MemorySender
 from newsletter.errors import DispatchError, PermanentSendError, TemporarySendError
-from newsletter.message import Message
-from newsletter.senders import MemorySender
 from newsletter.settings import Settings
 from newsletter.store import Store
 

@@ -7,15 +7,15 @@ from pathlib import Path
 
 import pytest
 
-from newsletter.deliver import send_dispatch
+from newsletter.delivery.deliver import send_dispatch
+from newsletter.delivery.senders import MemorySender
 from newsletter.demo import load_sample
-from newsletter.dispatch import approve, build_dispatch, choose, edit_text, load_dispatch
+from newsletter.dispatch.build import approve, build_dispatch, choose, edit_text, load_dispatch
 from newsletter.errors import DispatchError
 from newsletter.models import Dispatch
-from newsletter.senders import MemorySender
+from newsletter.readers.subscriptions import add_subscriber
 from newsletter.settings import Settings
 from newsletter.store import Store
-from newsletter.subscriptions import add_subscriber
 from newsletter.weeks import Week
 
 SAMPLE = Path(__file__).parent.parent / "newsletter" / "sample"

@@ -11,11 +11,11 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from test_send_support import WEEK, Sink, SmtpServer, add_subscribers, ready_week
 
-from newsletter.deliver import send_dispatch
-from newsletter.dkim import DkimSigner
+from newsletter.delivery.deliver import send_dispatch
+from newsletter.delivery.dkim import DkimSigner
+from newsletter.delivery.message import Message
+from newsletter.delivery.senders import make_sender
 from newsletter.errors import SettingsError
-from newsletter.message import Message
-from newsletter.senders import make_sender
 from newsletter.settings import Settings
 from newsletter.store import Store
 

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from newsletter.canonical import arxiv_id_of, canonical_url
 from newsletter.errors import FeedError
-from newsletter.parse import parse_feed
+from newsletter.signals.canonical import arxiv_id_of, canonical_url
+from newsletter.signals.parse import parse_feed
 
 FEEDS = Path(__file__).parent / "fixtures" / "feeds"
 

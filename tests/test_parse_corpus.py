@@ -13,8 +13,8 @@ import pytest
 
 from newsletter.errors import FeedError
 from newsletter.models import FeedItem
-from newsletter.parse import parse_feed
-from newsletter.sanitise import ALLOWED_ATTRIBUTES, ALLOWED_SCHEMES, ALLOWED_TAGS
+from newsletter.signals.parse import parse_feed
+from newsletter.signals.sanitise import ALLOWED_ATTRIBUTES, ALLOWED_SCHEMES, ALLOWED_TAGS
 
 FEEDS = Path(__file__).parent / "fixtures" / "feeds"
 FEED_SUFFIXES = (".xml", ".rss", ".atom")

@@ -9,16 +9,16 @@ from pathlib import Path
 
 import pytest
 
-from newsletter.collect import collect
-from newsletter.deliver import send_dispatch
+from newsletter.delivery.deliver import send_dispatch
+from newsletter.delivery.senders import MemorySender
 from newsletter.demo import load_sample
-from newsletter.dispatch import approve, build_dispatch
+from newsletter.dispatch.build import approve, build_dispatch
+from newsletter.dispatch.render import render_dispatch
 from newsletter.errors import DispatchError
-from newsletter.render import render_dispatch
-from newsletter.senders import MemorySender
+from newsletter.readers.subscriptions import add_subscriber
 from newsletter.settings import Settings
+from newsletter.signals.collect import collect
 from newsletter.store import Store
-from newsletter.subscriptions import add_subscriber
 from newsletter.weeks import Week
 
 SAMPLE = Path(__file__).parent.parent / "newsletter" / "sample"

@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from newsletter.demo import load_sample
-from newsletter.dispatch import build_dispatch
+from newsletter.dispatch.build import build_dispatch
 from newsletter.errors import NewsletterError
 from newsletter.preview import PreviewServer, live_renderer, make_preview_server
 from newsletter.settings import Settings

@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from newsletter.compose import Composer
+from newsletter.delivery.compose import Composer
+from newsletter.dispatch.render import render_dispatch
+from newsletter.dispatch.select import group_sections
 from newsletter.models import Dispatch, Signal, Subscriber
-from newsletter.render import render_dispatch
-from newsletter.sanitise import sanitise_html
-from newsletter.select import group_sections
 from newsletter.settings import Settings
+from newsletter.signals.sanitise import sanitise_html
 
 READER = Subscriber(42, "ada@example.org", "Ada Lovelace", "active")
 

@@ -12,11 +12,11 @@ from hypothesis import given
 from hypothesis import settings as hyp_settings
 from hypothesis import strategies as st
 
-from newsletter.compose import Composer
+from newsletter.delivery.compose import Composer
+from newsletter.delivery.message import POLICY, Message, MimeTemplate, build_mime, qp_encode
+from newsletter.dispatch.render import Rendered, Template
 from newsletter.errors import SendError
-from newsletter.message import POLICY, Message, MimeTemplate, build_mime, qp_encode
 from newsletter.models import Subscriber
-from newsletter.render import Rendered, Template
 from newsletter.settings import Settings
 
 NONCE = "n0nce"

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from newsletter.annotations import read_file
-from newsletter.parse import parse_feed
-from newsletter.sanitise import html_to_text, plain, sanitise_html, text_to_html
+from newsletter.signals.annotations import read_file
+from newsletter.signals.parse import parse_feed
+from newsletter.signals.sanitise import html_to_text, plain, sanitise_html, text_to_html
 
 BLEACH = Path(__file__).parent / "fixtures" / "feeds" / "bleach-regression-data"
 _NOHREF = '<a rel="noopener noreferrer nofollow">x</a>'

@@ -5,13 +5,13 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
-from newsletter.models import Signal
-from newsletter.select import (
+from newsletter.dispatch.select import (
     default_preheader,
     default_subject,
     group_sections,
     select_signals,
 )
+from newsletter.models import Signal
 
 BASE = datetime(2026, 6, 9, tzinfo=UTC)
 

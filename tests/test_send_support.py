@@ -20,7 +20,7 @@ from typing import Any
 from aiosmtpd.controller import Controller
 
 from newsletter.demo import load_sample
-from newsletter.dispatch import approve, build_dispatch
+from newsletter.dispatch.build import approve, build_dispatch
 from newsletter.settings import Settings
 from newsletter.store import Store
 from newsletter.store._rows import now_iso

@@ -11,8 +11,8 @@ from collections import Counter
 import pytest
 from test_send_support import WEEK, Sink, SmtpServer, add_subscribers, ready_week
 
-from newsletter.deliver import send_dispatch
-from newsletter.senders import SmtpConfig, SmtpSender
+from newsletter.delivery.deliver import send_dispatch
+from newsletter.delivery.senders import SmtpConfig, SmtpSender
 from newsletter.settings import Settings
 from newsletter.store import Store
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from newsletter.errors import FeedError
-from newsletter.sources_file import read_sources_file
+from newsletter.signals.sources_file import read_sources_file
 
 FEEDS = Path(__file__).parent / "fixtures" / "feeds"
 ARXIV = FEEDS / "arxiv" / "rss-arxiv-org_rss_cs.LG_2026-04-27_trimmed3.xml"

@@ -12,11 +12,11 @@ from pathlib import Path
 import httpx
 from test_web_live import serving
 
-from newsletter.deliver import DeliveryReport, send_dispatch
+from newsletter.delivery.deliver import DeliveryReport, send_dispatch
+from newsletter.delivery.message import Message
+from newsletter.delivery.senders import MemorySender
 from newsletter.demo import load_sample
-from newsletter.dispatch import approve, build_dispatch
-from newsletter.message import Message
-from newsletter.senders import MemorySender
+from newsletter.dispatch.build import approve, build_dispatch
 from newsletter.settings import Settings, load_settings
 from newsletter.store import Store
 from newsletter.weeks import Week

@@ -8,9 +8,9 @@ from pathlib import Path
 
 from test_send_support import WEEK, add_subscribers, ready_week
 
-from newsletter.deliver import send_dispatch
+from newsletter.delivery.deliver import send_dispatch
+from newsletter.delivery.senders import MemorySender
 from newsletter.demo import load_sample
-from newsletter.senders import MemorySender
 from newsletter.settings import Settings
 from newsletter.store import Store
 from newsletter.weekly import run_weekly
@@ -33,7 +33,7 @@ def test_weekly_builds_waits_for_the_editor_then_sends_once(
     assert "dispatch approve" in waiting.lines[-1]
     assert sender.sent == [] and store.dispatches.get(str(WEEK))["status"] == "draft"
 
-    from newsletter.dispatch import approve
+    from newsletter.dispatch.build import approve
 
     approve(store, settings, WEEK)
     sent = run_weekly(store, settings, lambda: sender, week=WEEK)

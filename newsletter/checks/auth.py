@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from newsletter.checks.parsed import Parsed
 from newsletter.checks.report import Finding, error, info, warning
-from newsletter.dkim import DkimSigner
+from newsletter.delivery.dkim import DkimSigner
 from newsletter.errors import NewsletterError
 
 API_SENDERS = ("postmark", "sendgrid", "mailgun", "resend")
@@ -131,7 +131,7 @@ def check_dkim(
             error(
                 "auth",
                 "List-Unsubscribe-Post is not among the DKIM-signed headers (RFC 8058 needs it)",
-                "sign it (newsletter.dkim.SIGNED_HEADERS lists it)",
+                "sign it (newsletter.delivery.dkim.SIGNED_HEADERS lists it)",
             )
         )
     if not (from_domain == config.domain or from_domain.endswith("." + config.domain)):

@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 from newsletter.checks.preflight import Tools, run_checks
 from newsletter.checks.report import Report
-from newsletter.dispatch import load_dispatch
+from newsletter.dispatch.build import load_dispatch
 from newsletter.errors import DispatchError
 from newsletter.settings import Settings
 from newsletter.store import Store

@@ -16,7 +16,7 @@ QP_LINE = 76  # RFC 2045 6.7
 SUBJECT_LONG = 78
 ENCODINGS = {"7bit", "8bit", "quoted-printable", "base64"}
 _ANGLE_URLS = re.compile(r"<([^>]*)>")
-_FIX_BUILD = "build messages with newsletter.compose.Composer (it sets every list header)"
+_FIX_BUILD = "build messages with newsletter.delivery.compose.Composer (it sets every list header)"
 
 
 def check_lint(message: Parsed, *, production: bool) -> list[Finding]:

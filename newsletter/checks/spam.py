@@ -62,8 +62,10 @@ def parse_report(output: str, stderr: str = "") -> SpamScore:
         if rule:
             rules.append(Rule(float(rule[1]), rule[2], rule[3].strip()))
         elif rules and line.startswith(" " * 10) and line.strip():
-            last = rules[-1]
-            rules[-1] = Rule(last.points, last.name, f"{last.description} {line.strip()}")
+            previous = rules[-1]
+            rules[-1] = Rule(
+                previous.points, previous.name, f"{previous.description} {line.strip()}"
+            )
     return SpamScore(float(match[1]), float(match[2]), tuple(rules))
 
 

@@ -50,7 +50,7 @@ class App:
 
     def week(self, text: str | None) -> Week:
         """The week asked for, or the current ISO week in the publication's timezone."""
-        from newsletter.dispatch import current_week
+        from newsletter.dispatch.build import current_week
 
         if text is None:
             return current_week(self.settings)

@@ -8,11 +8,11 @@ from pathlib import Path
 import click
 
 from newsletter.cli.base import PARTIAL, App, cli, pass_app
-from newsletter.collect import SourceResult
-from newsletter.collect import collect as run_collect
 from newsletter.errors import FeedError
-from newsletter.fetch import policy_from
-from newsletter.sources_file import check_source, load_sources
+from newsletter.signals.collect import SourceResult
+from newsletter.signals.collect import collect as run_collect
+from newsletter.signals.fetch import policy_from
+from newsletter.signals.sources_file import check_source, load_sources
 
 
 @cli.command()

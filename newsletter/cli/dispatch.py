@@ -5,12 +5,13 @@ from __future__ import annotations
 import sys
 import webbrowser
 from pathlib import Path
+from typing import IO
 
 import click
 
-from newsletter.archive import build_archive
 from newsletter.cli.base import App, cli, pass_app, week_option
-from newsletter.dispatch import approve, build_dispatch, choose, edit_text, load_dispatch
+from newsletter.dispatch.archive import build_archive
+from newsletter.dispatch.build import approve, build_dispatch, choose, edit_text, load_dispatch
 from newsletter.errors import DispatchError
 from newsletter.models import Dispatch
 from newsletter.preview import (
@@ -101,7 +102,7 @@ def dispatch_set(
     subject: str | None,
     preheader: str | None,
     note: str | None,
-    note_file: click.utils.LazyFile | None,
+    note_file: IO[str] | None,
     week_text: str | None,
 ) -> None:
     """Set the subject, preheader or editor's note; a rebuild keeps them."""
@@ -207,7 +208,7 @@ def preview(
     if show_text:
         click.echo(preview_message(app.store, app.settings, week)[1], nl=False)
     if to:
-        from newsletter.senders import make_sender
+        from newsletter.delivery.senders import make_sender
 
         with make_sender(app.settings) as sender:
             message = send_test(app.store, app.settings, week, to, sender, dry_run=dry_run)

@@ -13,11 +13,11 @@ from pathlib import Path
 
 import click
 
-from newsletter.archive import publish_after_send
 from newsletter.cli.base import PARTIAL, App, cli, pass_app, week_option
-from newsletter.deliver import DeliveryReport, Progress, ProgressCallback, send_dispatch
+from newsletter.delivery.deliver import DeliveryReport, Progress, ProgressCallback, send_dispatch
+from newsletter.delivery.senders import make_sender
+from newsletter.dispatch.archive import publish_after_send
 from newsletter.errors import DispatchError
-from newsletter.senders import make_sender
 from newsletter.weekly import cron_line, run_weekly, systemd_units
 from newsletter.weeks import Week
 

@@ -7,7 +7,9 @@ from pathlib import Path
 
 import click
 
-from newsletter.annotations import (
+from newsletter.cli.base import App, cli, pass_app, week_option
+from newsletter.errors import AnnotationError, NewsletterError
+from newsletter.signals.annotations import (
     ImportReport,
     edit_text,
     export_signals,
@@ -16,8 +18,6 @@ from newsletter.annotations import (
     to_markdown,
     to_record,
 )
-from newsletter.cli.base import App, cli, pass_app, week_option
-from newsletter.errors import AnnotationError, NewsletterError
 
 
 @cli.group()
@@ -177,8 +177,8 @@ def signals_export(
     if week_text is not None:
         start, end = app.week(week_text).bounds(app.settings.timezone)
         filters.update(start=start, end=end)
-    rows = [app.store.signals.row(s.id) for s in app.store.signals.list(**filters)]
-    rows = [r for r in reversed(rows) if r is not None]
+    found = [app.store.signals.row(s.id) for s in app.store.signals.list(**filters)]
+    rows = [r for r in reversed(found) if r is not None]
     if fmt == "md":
         if output is None:
             raise click.UsageError("--format md writes one file a signal: give --output DIR")

@@ -9,9 +9,9 @@ from pathlib import Path
 import click
 
 from newsletter.cli.base import PARTIAL, App, cli, pass_app
-from newsletter.senders import make_sender
-from newsletter.store.subscribers import STATUSES
-from newsletter.subscriptions import (
+from newsletter.delivery.senders import make_sender
+from newsletter.readers.notices import send_notices
+from newsletter.readers.subscriptions import (
     Notice,
     add_subscriber,
     erase,
@@ -20,8 +20,8 @@ from newsletter.subscriptions import (
     import_csv,
     remove,
     reset,
-    send_notices,
 )
+from newsletter.store.subscribers import STATUSES
 
 
 @cli.group()

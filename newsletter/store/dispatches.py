@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Iterable
 from typing import Any
 
@@ -119,7 +120,7 @@ class Dispatches:
             "UPDATE dispatches SET updated_at = ? WHERE id = ?", [now_iso(), dispatch_id]
         )
 
-    def selection(self, dispatch_id: int) -> list[tuple[int, str]]:
+    def selection(self, dispatch_id: int) -> builtins.list[tuple[int, str]]:
         return [
             (r["signal_id"], r["section"])
             for r in rows(

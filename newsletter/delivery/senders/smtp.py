@@ -16,10 +16,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from email.utils import parseaddr
 
-from newsletter.dkim import DkimSigner
+from newsletter.delivery.dkim import DkimSigner
+from newsletter.delivery.message import Message
+from newsletter.delivery.senders.base import Sender, SenderUnavailable, SendResult, UnknownOutcome
 from newsletter.errors import PermanentSendError, SendError, TemporarySendError
-from newsletter.message import Message
-from newsletter.senders.base import Sender, SenderUnavailable, SendResult, UnknownOutcome
 
 #: RCPT replies meaning "no such mailbox": stop mailing that address
 HARD_BOUNCE_CODES = frozenset({550, 551, 553})

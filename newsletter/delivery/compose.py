@@ -11,9 +11,9 @@ from functools import cached_property
 
 from markupsafe import escape
 
-from newsletter.message import Message, MimeTemplate, Prebuilt, new_message_id
+from newsletter.delivery.message import Message, MimeTemplate, Prebuilt, new_message_id
+from newsletter.dispatch.render import Rendered
 from newsletter.models import Subscriber
-from newsletter.render import Rendered, wrap
 from newsletter.settings import Settings
 from newsletter.tokens import unsubscribe_token
 
@@ -39,22 +39,6 @@ def reader_values(
         "email": subscriber.email,
         "reason": reason,
         "reason_text": reason_text,
-    }
-
-
-def archive_values(settings: Settings) -> dict[str, str]:
-    """The slot values of the web archive copy: no reader, no per-reader link."""
-    reason = (
-        f"This is the web archive copy of {settings.name}'s weekly dispatch."
-        " Subscribe to receive the next one by email."
-    )
-    return {
-        "unsubscribe_url": f"{settings.public_url}/",
-        "unsubscribe_label": "Subscribe",
-        "greeting": "",
-        "email": "",
-        "reason": reason,
-        "reason_text": wrap(reason),
     }
 
 

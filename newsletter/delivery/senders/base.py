@@ -9,8 +9,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from types import TracebackType
 
+from newsletter.delivery.message import Message
 from newsletter.errors import SendError
-from newsletter.message import Message
 
 
 class SenderUnavailable(SendError):

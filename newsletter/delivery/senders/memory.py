@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
+from newsletter.delivery.message import Message
+from newsletter.delivery.senders.base import Sender, SendResult
 from newsletter.errors import SendError
-from newsletter.message import Message
-from newsletter.senders.base import Sender, SendResult
 
 
 class MemorySender(Sender):

@@ -21,11 +21,10 @@ from pathlib import Path
 import jinja2
 from markupsafe import escape
 
-from newsletter.compose import archive_values
-from newsletter.dispatch import load_dispatch
+from newsletter.dispatch.build import load_dispatch
+from newsletter.dispatch.render import archive_values, frozen_rendering, make_environment
 from newsletter.errors import NewsletterError
 from newsletter.models import Dispatch
-from newsletter.render import frozen_rendering, make_environment
 from newsletter.settings import Settings
 from newsletter.store import Store
 from newsletter.weeks import Week

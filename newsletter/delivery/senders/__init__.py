@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import httpx
 
-from newsletter.dkim import DkimSigner
+from newsletter.delivery.dkim import DkimSigner
+from newsletter.delivery.senders.base import Sender, SenderUnavailable, SendResult, UnknownOutcome
+from newsletter.delivery.senders.file import FileSender
+from newsletter.delivery.senders.http import make_client
+from newsletter.delivery.senders.mailgun import MailgunSender
+from newsletter.delivery.senders.memory import MemorySender
+from newsletter.delivery.senders.postmark import PostmarkSender
+from newsletter.delivery.senders.resend import ResendSender
+from newsletter.delivery.senders.sendgrid import SendGridSender
+from newsletter.delivery.senders.smtp import SmtpConfig, SmtpSender
 from newsletter.errors import SettingsError
-from newsletter.senders.base import Sender, SenderUnavailable, SendResult, UnknownOutcome
-from newsletter.senders.file import FileSender
-from newsletter.senders.http import make_client
-from newsletter.senders.mailgun import MailgunSender
-from newsletter.senders.memory import MemorySender
-from newsletter.senders.postmark import PostmarkSender
-from newsletter.senders.resend import ResendSender
-from newsletter.senders.sendgrid import SendGridSender
-from newsletter.senders.smtp import SmtpConfig, SmtpSender
 from newsletter.settings import Settings
 
 __all__ = [

@@ -10,10 +10,10 @@ from urllib.parse import urljoin
 
 import feedparser
 
-from newsletter.canonical import arxiv_id_of, bare_arxiv_id, canonical_url
 from newsletter.errors import FeedError
 from newsletter.models import FeedItem
-from newsletter.sanitise import html_to_text, plain, sanitise_html, text_to_html
+from newsletter.signals.canonical import arxiv_id_of, bare_arxiv_id, canonical_url
+from newsletter.signals.sanitise import html_to_text, plain, sanitise_html, text_to_html
 
 __all__ = ["ParsedFeed", "arxiv_id_of", "canonical_url", "looks_like_html", "parse_feed"]
 

@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 import yaml
 
 from newsletter.errors import FeedError
-from newsletter.fetch import local_path
+from newsletter.signals.fetch import local_path
 from newsletter.store import Store
 
 KNOWN = ("name", "url", "category", "label", "enabled")

@@ -12,9 +12,9 @@ import httpx
 import msgspec
 
 from newsletter import __version__
+from newsletter.delivery.message import Message, MimeTemplate
+from newsletter.delivery.senders.base import SenderUnavailable, UnknownOutcome
 from newsletter.errors import PermanentSendError, SendError, TemporarySendError
-from newsletter.message import Message, MimeTemplate
-from newsletter.senders.base import SenderUnavailable, UnknownOutcome
 
 USER_AGENT = f"newsletter/{__version__}"
 

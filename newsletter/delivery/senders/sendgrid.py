@@ -18,10 +18,10 @@ from typing import Any
 
 import httpx
 
+from newsletter.delivery.message import Message
+from newsletter.delivery.senders.base import Sender, SenderUnavailable, SendResult
+from newsletter.delivery.senders.http import error_for, json_or_empty, post
 from newsletter.errors import SendError
-from newsletter.message import Message
-from newsletter.senders.base import Sender, SenderUnavailable, SendResult
-from newsletter.senders.http import error_for, json_or_empty, post
 
 #: SendGrid's documented limits per personalization and per request
 MAX_SUBSTITUTION_BYTES = 10_000

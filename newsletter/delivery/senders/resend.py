@@ -13,10 +13,10 @@ from typing import Any
 
 import httpx
 
+from newsletter.delivery.message import Message
+from newsletter.delivery.senders.base import Sender, SendResult
+from newsletter.delivery.senders.http import error_for, json_body, json_or_empty, post
 from newsletter.errors import PermanentSendError
-from newsletter.message import Message
-from newsletter.senders.base import Sender, SendResult
-from newsletter.senders.http import error_for, json_body, json_or_empty, post
 
 _TAG_UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
 

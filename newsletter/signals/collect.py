@@ -18,8 +18,15 @@ from typing import Any
 import httpx
 
 from newsletter.errors import FeedError
-from newsletter.fetch import DEFAULT_POLICY, Fetched, FetchPolicy, fetch, local_path, make_client
-from newsletter.parse import parse_feed
+from newsletter.signals.fetch import (
+    DEFAULT_POLICY,
+    Fetched,
+    FetchPolicy,
+    fetch,
+    local_path,
+    make_client,
+)
+from newsletter.signals.parse import parse_feed
 from newsletter.store import Store
 
 log = logging.getLogger(__name__)

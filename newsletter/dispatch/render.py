@@ -22,15 +22,16 @@ from newsletter.errors import NewsletterError
 from newsletter.models import Dispatch
 from newsletter.settings import Settings
 
-#: filled per message (compose.reader_values) or for the web archive (compose.archive_values)
+#: filled per message (delivery.compose.reader_values) or for the web archive (archive_values)
 SLOTS = ("unsubscribe_url", "unsubscribe_label", "greeting", "email", "reason", "reason_text")
 TEXT_WIDTH = 76
 
 
 def templates_dir() -> Path:
     """The installed copy (wheel) or the repository's `templates/` (editable install, tests)."""
-    installed = Path(__file__).parent / "templates"
-    return installed if installed.is_dir() else Path(__file__).parent.parent / "templates"
+    package = Path(__file__).parent.parent
+    installed = package / "templates"
+    return installed if installed.is_dir() else package.parent / "templates"
 
 
 def wrap(text: str, width: int = TEXT_WIDTH, indent: str = "", first: str | None = None) -> str:
@@ -53,7 +54,9 @@ def wrap(text: str, width: int = TEXT_WIDTH, indent: str = "", first: str | None
 def _markdown() -> MarkdownIt:
     """CommonMark without raw HTML; links only to absolute http(s) or mailto targets."""
     md = MarkdownIt("commonmark", {"html": False, "typographer": True}).enable("replacements")
-    md.validateLink = lambda url: url.lower().startswith(("https://", "http://", "mailto:"))
+    md.validateLink = lambda url: url.lower().startswith(  # type: ignore[method-assign]
+        ("https://", "http://", "mailto:")
+    )
     return md
 
 
@@ -91,6 +94,22 @@ def make_environment(directory: Path | None = None) -> jinja2.Environment:
     env.filters["links"] = links
     env.filters["date"] = lambda d: f"{d:%b} {d.day}, {d.year}"
     return env
+
+
+def archive_values(settings: Settings) -> dict[str, str]:
+    """The slot values of the web archive copy: no reader, no per-reader link."""
+    reason = (
+        f"This is the web archive copy of {settings.name}'s weekly dispatch."
+        " Subscribe to receive the next one by email."
+    )
+    return {
+        "unsubscribe_url": f"{settings.public_url}/",
+        "unsubscribe_label": "Subscribe",
+        "greeting": "",
+        "email": "",
+        "reason": reason,
+        "reason_text": wrap(reason),
+    }
 
 
 @dataclass(frozen=True)

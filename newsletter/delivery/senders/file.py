@@ -7,8 +7,8 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
-from newsletter.message import Message
-from newsletter.senders.base import Sender, SendResult
+from newsletter.delivery.message import Message
+from newsletter.delivery.senders.base import Sender, SendResult
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._@+-]")
 

@@ -11,10 +11,10 @@ from typing import Any
 
 import httpx
 
+from newsletter.delivery.message import Message
+from newsletter.delivery.senders.base import Sender, SendResult
+from newsletter.delivery.senders.http import error_for, json_body, json_or_empty, post
 from newsletter.errors import PermanentSendError, TemporarySendError
-from newsletter.message import Message
-from newsletter.senders.base import Sender, SendResult
-from newsletter.senders.http import error_for, json_body, json_or_empty, post
 
 #: Postmark ErrorCodes for one message: 406 inactive recipient (it bounced or complained
 #: before), 300 invalid address. 429 in a result means the account's rate was hit.

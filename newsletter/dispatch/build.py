@@ -5,15 +5,15 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import UTC, datetime
 
-from newsletter.errors import DispatchError
-from newsletter.models import Dispatch, Section
-from newsletter.select import (
+from newsletter.dispatch.select import (
     default_preheader,
     default_subject,
     group_sections,
     select_signals,
     strength,
 )
+from newsletter.errors import DispatchError
+from newsletter.models import Dispatch, Section
 from newsletter.settings import Settings
 from newsletter.store import Store
 from newsletter.weeks import Week

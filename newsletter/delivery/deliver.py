@@ -18,13 +18,13 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
-from newsletter.compose import Composer
-from newsletter.dispatch import load_dispatch
+from newsletter.delivery.compose import Composer
+from newsletter.delivery.message import Message
+from newsletter.delivery.senders.base import Sender, SenderUnavailable, SendResult, UnknownOutcome
+from newsletter.dispatch.build import load_dispatch
+from newsletter.dispatch.render import Rendered, frozen_rendering, render_dispatch
 from newsletter.errors import DispatchError, PermanentSendError, SendError, TemporarySendError
-from newsletter.message import Message
 from newsletter.models import Dispatch, Subscriber
-from newsletter.render import Rendered, frozen_rendering, render_dispatch
-from newsletter.senders.base import Sender, SenderUnavailable, SendResult, UnknownOutcome
 from newsletter.settings import Settings
 from newsletter.store import Store
 from newsletter.store.deliveries import Lease, Outcome
@@ -321,8 +321,13 @@ class _Run:
         sleep: Callable[[float], None] | None,
     ) -> None:
         settings, report = self.settings, self.report
+
         # backoff waits end early when the run is told to stop
-        pause = sleep or (lambda seconds: self.stop.wait(seconds) and None)
+        def pause(seconds: float) -> None:
+            self.stop.wait(seconds)
+
+        if sleep is not None:
+            pause = sleep  # type: ignore[assignment]
         chunk = max(1, self.sender.batch_size)
         if settings.rate > 0:  # a batch never needs more than a second's tokens: the lease
             chunk = min(chunk, max(1, int(settings.rate)))  # is renewed between waits
@@ -455,5 +460,5 @@ class _Run:
         if counts["queued"] == 0 and counts["sending"] == 0 and self.dispatch.status != "sent":
             self.store.dispatches.mark_sent(dispatch_id)
             self.store.events.log(
-                "dispatch.sent", "dispatch", dispatch_id, week=self.dispatch.week, **counts
+                "dispatch.sent", "dispatch", dispatch_id, week=self.dispatch.week, counts=counts
             )

@@ -19,10 +19,10 @@ from urllib.parse import urlsplit
 
 import yaml
 
-from newsletter.canonical import arxiv_id_of, arxiv_url, bare_arxiv_id, canonical_url
 from newsletter.errors import AnnotationError
 from newsletter.models import EDITORIAL_FIELDS, HORIZONS, LIST_FIELDS, SCORE_FIELDS
-from newsletter.sanitise import text_to_html
+from newsletter.signals.canonical import arxiv_id_of, arxiv_url, bare_arxiv_id, canonical_url
+from newsletter.signals.sanitise import text_to_html
 from newsletter.store import Store
 
 TEXT_FIELDS = (
@@ -224,7 +224,8 @@ def _object_spans(text: str) -> list[tuple[int, int]]:
     position = len(text) - len(text.lstrip())
     if not text[position:].startswith("["):
         return [(position, len(text))]
-    spans, position = [], position + 1
+    spans: list[tuple[int, int]] = []
+    position += 1
     while True:
         while position < len(text) and text[position] in " \t\r\n,":
             position += 1
@@ -288,9 +289,9 @@ def read_file(path: Path) -> list[Record]:
         records = []
         for index, item in enumerate(items):
             start, end = spans[index] if len(spans) == len(items) else (0, len(text))
-            line = text.count("\n", 0, start) + 1
-            at = f"{where}:{line}"
-            keys = _key_lines(text, start, end, line) if isinstance(item, dict) else {}
+            first = text.count("\n", 0, start) + 1
+            at = f"{where}:{first}"
+            keys = _key_lines(text, start, end, first) if isinstance(item, dict) else {}
             records.append(Record(at, validate(item, at, keys, file=where)))
         return records
     raise _fail(where, None, "unknown format: use .md, .json or .jsonl")
