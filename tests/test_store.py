@@ -87,3 +87,24 @@ def test_transaction_writes_nothing_when_it_fails(store: Store) -> None:
         store.sources.add("a", "https://example.org/feed")
         raise RuntimeError("boom")
     assert store.sources.list() == []
+
+
+def test_rebuilding_a_referenced_table_keeps_the_rows_that_point_at_it(tmp_path: Path) -> None:
+    from newsletter.store.schema import rebuild_table
+
+    store = Store.open(tmp_path / "n.db")
+    subscriber = store.subscribers.add("a@example.org", name="A", status="active", actor="t")
+    dispatch = store.dispatches.create("2026-W24")
+    store.deliveries.queue(dispatch["id"])
+    sql = store.db.execute("SELECT sql FROM sqlite_master WHERE name = 'subscribers'").fetchone()[0]
+    rebuild_table(
+        store.db,
+        "subscribers",
+        sql.replace("id INTEGER PRIMARY KEY", "id INTEGER PRIMARY KEY AUTOINCREMENT"),
+        ("CREATE INDEX subscribers_status ON subscribers(status, id)",),
+    )
+    # deliveries reference subscribers ON DELETE CASCADE: a plain DROP TABLE would empty them
+    assert store.db.execute("SELECT subscriber_id FROM deliveries").fetchall() == [(subscriber,)]
+    assert store.db.execute("PRAGMA foreign_keys").fetchone() == (1,)
+    assert store.subscribers.get(subscriber)["email"] == "a@example.org"
+    store.close()

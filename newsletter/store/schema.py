@@ -203,3 +203,44 @@ def m004_deliveries_lease(db: Database) -> None:
 def m005_signals_editor_fields(db: Database) -> None:
     # Feed fields (title, summary, link) the editor has rewritten: a re-fetch leaves them be.
     _run(db, "ALTER TABLE signals ADD COLUMN editor_fields TEXT")
+
+
+def rebuild_table(db: Database, name: str, create_sql: str, indexes: tuple[str, ...] = ()) -> None:
+    """Replace a table's definition (a new CHECK, AUTOINCREMENT...) keeping its rows.
+
+    SQLite cannot alter a constraint in place, and dropping a table that others reference with
+    `ON DELETE CASCADE` while foreign keys are on deletes their rows too (deliveries, events).
+    So: foreign keys off (only possible outside a transaction), copy into the new definition,
+    swap, check every reference still resolves, all in one transaction. Register the migration
+    with `transactional=False`; running it twice gives the same table.
+    `create_sql` is `CREATE TABLE {name} (...)`; the columns both definitions share are copied.
+    `indexes` are the table's CREATE INDEX statements (dropping a table drops its indexes).
+    """
+    conn = db.conn
+    if conn.in_transaction:
+        raise RuntimeError("rebuild_table must run outside a transaction")
+    old = [row[1] for row in conn.execute(f"PRAGMA table_info([{name}])")]
+    conn.execute("PRAGMA foreign_keys=OFF")
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.execute(
+                create_sql.replace(f"CREATE TABLE {name} ", f"CREATE TABLE {name}__new ", 1)
+            )
+            new = [row[1] for row in conn.execute(f"PRAGMA table_info([{name}__new])")]
+            shared = ", ".join(f"[{column}]" for column in old if column in new)
+            # names come from our own migrations and the schema, never from input
+            conn.execute(f"INSERT INTO [{name}__new] ({shared}) SELECT {shared} FROM [{name}]")  # noqa: S608
+            conn.execute(f"DROP TABLE [{name}]")
+            conn.execute(f"ALTER TABLE [{name}__new] RENAME TO [{name}]")
+            for statement in indexes:
+                conn.execute(statement)
+            broken = conn.execute("PRAGMA foreign_key_check").fetchall()
+            if broken:
+                raise RuntimeError(f"rebuilding {name} broke foreign keys: {broken[:5]}")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+    finally:
+        conn.execute("PRAGMA foreign_keys=ON")
