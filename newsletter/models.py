@@ -73,6 +73,7 @@ class Signal:
     arxiv_id: str | None = None
     announce_type: str | None = None
     guid: str | None = None
+    draft_id: int | None = None  # the accepted machine draft this read began as, if any
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> Signal:
@@ -114,6 +115,7 @@ class Subscriber:
 class Section:
     title: str
     signals: tuple[Signal, ...]
+    lead: bool = False  # the lead story, opening the dispatch whatever its category
 
 
 @dataclass(frozen=True)

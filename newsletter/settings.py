@@ -495,6 +495,102 @@ SETTINGS: tuple[Spec, ...] = (
         _int(1, 200),
         "largest feed `collect` accepts, in MB after decompression",
     ),
+    # editorial desk: machine-drafted reads, the ranker, the lead story, summary length
+    Spec(
+        "llm_url",
+        "NEWSLETTER_LLM_URL",
+        "",
+        _optional_url,
+        "OpenAI-compatible API base URL for `signals draft` (e.g. https://api.openai.com/v1,"
+        " Ollama http://localhost:11434/v1, llama.cpp http://localhost:8080/v1)",
+    ),
+    Spec("llm_model", "NEWSLETTER_LLM_MODEL", "", _text, "model `signals draft` asks"),
+    Spec(
+        "llm_api_key",
+        "NEWSLETTER_LLM_API_KEY",
+        "",
+        _text,
+        "API key for NEWSLETTER_LLM_URL (empty: OPENAI_API_KEY, or none for a local server)",
+        secret=True,
+    ),
+    Spec(
+        "openai_api_key",
+        "OPENAI_API_KEY",
+        "",
+        _text,
+        "used for NEWSLETTER_LLM_URL when NEWSLETTER_LLM_API_KEY is empty",
+        secret=True,
+    ),
+    Spec(
+        "llm_timeout",
+        "NEWSLETTER_LLM_TIMEOUT",
+        "120",
+        _float(1),
+        "seconds `signals draft` waits for one answer",
+    ),
+    Spec(
+        "llm_concurrency",
+        "NEWSLETTER_LLM_CONCURRENCY",
+        "4",
+        _int(1, 64),
+        "questions `signals draft` has in flight at once",
+    ),
+    Spec(
+        "llm_retries",
+        "NEWSLETTER_LLM_RETRIES",
+        "3",
+        _int(1, 20),
+        "attempts per signal on 429, 5xx and timeouts before it is reported failed",
+    ),
+    Spec(
+        "llm_max_wait",
+        "NEWSLETTER_LLM_MAX_WAIT",
+        "60",
+        _float(0),
+        "longest wait between attempts, seconds (caps Retry-After too)",
+    ),
+    Spec(
+        "draft_auto_accept",
+        "NEWSLETTER_DRAFT_AUTO_ACCEPT",
+        "false",
+        _bool,
+        "accept machine drafts without the editor's review (they then reach readers)",
+    ),
+    Spec(
+        "draft_disclosure",
+        "NEWSLETTER_DRAFT_DISCLOSURE",
+        "false",
+        _bool,
+        "show NEWSLETTER_DRAFT_DISCLOSURE_TEXT on signals whose read began as a machine draft",
+    ),
+    Spec(
+        "draft_disclosure_text",
+        "NEWSLETTER_DRAFT_DISCLOSURE_TEXT",
+        "This read was drafted with the help of a language model.",
+        _text,
+        "the disclosure line",
+    ),
+    Spec(
+        "summary_length",
+        "NEWSLETTER_SUMMARY_LENGTH",
+        "500",
+        _int(0),
+        "characters of a summary an email card shows, cut at a word with … (0: all; all is kept)",
+    ),
+    Spec(
+        "select_unscored",
+        "NEWSLETTER_SELECT_UNSCORED",
+        "false",
+        _bool,
+        "let `dispatch build` select signals without an editorial score (pinned ones always go)",
+    ),
+    Spec(
+        "rank_refit_after",
+        "NEWSLETTER_RANK_REFIT_AFTER",
+        "10",
+        _int(0),
+        "new editorial scores after which the ranker refits itself (0: only `signals rank --fit`)",
+    ),
 )
 
 
@@ -563,6 +659,21 @@ class Settings:
     fetch_timeout: float
     fetch_concurrency: int
     fetch_max_mb: int
+    # editorial desk
+    llm_url: str
+    llm_model: str
+    llm_api_key: str = field(repr=False)
+    openai_api_key: str = field(repr=False)
+    llm_timeout: float
+    llm_concurrency: int
+    llm_retries: int
+    llm_max_wait: float
+    draft_auto_accept: bool
+    draft_disclosure: bool
+    draft_disclosure_text: str
+    summary_length: int
+    select_unscored: bool
+    rank_refit_after: int
 
     @property
     def from_email(self) -> str:
@@ -575,6 +686,11 @@ class Settings:
     @property
     def list_id_value(self) -> str:
         return self.list_id or f"weekly.{self.from_domain}"
+
+    @property
+    def llm_key(self) -> str:
+        """NEWSLETTER_LLM_API_KEY, else OPENAI_API_KEY (a local server needs neither)."""
+        return self.llm_api_key or self.openai_api_key
 
     def replace(self, **changes: Any) -> Settings:
         """A copy with some values changed (tests, and `--db`-style overrides)."""

@@ -51,9 +51,11 @@ def test_collect_again_updates_instead_of_duplicating(loaded: Store) -> None:
 
 def test_build_orders_by_strength_and_groups_by_section(loaded: Store, settings: Settings) -> None:
     dispatch = build_dispatch(loaded, settings, WEEK)
-    assert [s.title for s in dispatch.sections] == ["AI", "Markets", "Energy"]
-    ai = dispatch.sections[0].signals
-    assert [s.signal_score for s in ai] == [75, 75, None]
+    # the strongest signal (Markets, 82) leads; unscored signals are not selected
+    assert [s.title for s in dispatch.sections] == ["Lead story", "AI", "Energy"]
+    assert dispatch.sections[0].signals[0].signal_score == 82
+    ai = dispatch.sections[1].signals
+    assert [s.signal_score for s in ai] == [75, 75]
     # equal scores: structural impact decides (60 before 55)
     assert ai[0].arxiv_id == "2606.07527"
     assert [s.signal_score for s in dispatch.sections[2].signals] == [68, 55]

@@ -6,6 +6,8 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from newsletter.dispatch.select import (
+    LEAD_TITLE,
+    arrange,
     default_preheader,
     default_subject,
     group_sections,
@@ -43,7 +45,33 @@ def test_strongest_first_with_tie_breaks() -> None:
         sig(5, 70, 50, 95, age_h=5),  # same scores, older
         sig(6, None),
     ]
-    assert ids(select_signals(pool, already_sent=set())) == [2, 3, 4, 5, 1, 6]
+    chosen = select_signals(pool, already_sent=set(), include_unscored=True)
+    assert ids(chosen) == [2, 3, 4, 5, 1, 6]
+
+
+def test_unscored_signals_are_not_selected_unless_pinned_or_allowed() -> None:
+    pool = [sig(1, 40), sig(2, None), sig(3, 0), sig(4, None)]
+    assert ids(select_signals(pool, already_sent=set())) == [1, 3]  # a score of 0 is a score
+    assert ids(select_signals(pool, already_sent=set(), pinned={4})) == [4, 1, 3]
+    allowed = select_signals(pool, already_sent=set(), include_unscored=True)
+    assert ids(allowed) == [1, 2, 3, 4]  # unscored ranks as 0, then by date
+    # with a minimum score an unscored signal never qualifies, allowed or not
+    assert ids(select_signals(pool, already_sent=set(), include_unscored=True, min_score=1)) == [1]
+
+
+def test_the_strongest_signal_leads_whatever_its_section() -> None:
+    signals = [sig(1, 60, category="AI"), sig(2, 70, category="AI"),
+               sig(3, 95, category="Science"), sig(4, 80, category="Markets")]  # fmt: skip
+    sections = arrange(signals, ["AI", "Markets", "Science"])
+    assert [(s.title, s.lead) for s in sections] == [
+        (LEAD_TITLE, True),
+        ("AI", False),
+        ("Markets", False),
+    ]
+    assert [ids(list(s.signals)) for s in sections] == [[3], [1, 2], [4]]  # order kept
+    # Science had only the lead: no empty section is left behind
+    assert arrange([], ["AI"]) == []
+    assert [s.title for s in arrange([sig(5, None)], ["AI"])] == [LEAD_TITLE]
 
 
 def test_minimum_score_limit_sent_and_dropped() -> None:

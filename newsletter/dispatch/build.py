@@ -6,9 +6,9 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 
 from newsletter.dispatch.select import (
+    arrange,
     default_preheader,
     default_subject,
-    group_sections,
     select_signals,
     strength,
 )
@@ -46,8 +46,9 @@ def build_dispatch(store: Store, settings: Settings, week: Week) -> Dispatch:
             dropped=dropped,
             min_score=settings.min_score,
             limit=settings.max_signals,
+            include_unscored=settings.select_unscored,
         )
-        sections = group_sections(chosen, settings.sections)
+        sections = arrange(chosen, settings.sections)
         ordered = [s for section in sections for s in section.signals]
         store.dispatches.set_selection(row["id"], [(s.id, s.category or "") for s in ordered])
         store.dispatches.hold_issue_number(row["id"], bool(ordered))
@@ -74,7 +75,7 @@ def load_dispatch(store: Store, settings: Settings, week: Week) -> Dispatch | No
     signals = [
         store.signals.get(signal_id) for signal_id, _ in store.dispatches.selection(row["id"])
     ]
-    sections: list[Section] = group_sections([s for s in signals if s], settings.sections)
+    sections: list[Section] = arrange([s for s in signals if s], settings.sections)
     return Dispatch(
         id=row["id"],
         week=row["week"],

@@ -9,7 +9,8 @@ import html
 import re
 import secrets
 import textwrap
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ from markupsafe import Markup
 from newsletter.errors import NewsletterError
 from newsletter.models import Dispatch
 from newsletter.settings import Settings
+from newsletter.signals.shorten import shorten_summary
 
 #: filled per message (delivery.compose.reader_values) or for the web archive (archive_values)
 SLOTS = ("unsubscribe_url", "unsubscribe_label", "greeting", "email", "reason", "reason_text")
@@ -154,18 +156,45 @@ def view_url(settings: Settings, dispatch: Dispatch) -> str:
     return f"{settings.public_url}/archive/{dispatch.week}/"
 
 
+def for_cards(dispatch: Dispatch, settings: Settings) -> Dispatch:
+    """The dispatch as its cards show it: each summary shortened (the store keeps it whole)."""
+    sections = tuple(
+        replace(
+            section,
+            signals=tuple(shorten_summary(s, settings.summary_length) for s in section.signals),
+        )
+        for section in dispatch.sections
+    )
+    return replace(dispatch, sections=sections)
+
+
+def disclosures(dispatch: Dispatch, settings: Settings) -> dict[int, str]:
+    """The disclosure line of each signal whose read began as a machine draft; none unless the
+    editor asked for it (NEWSLETTER_DRAFT_DISCLOSURE)."""
+    if not settings.draft_disclosure:
+        return {}
+    return {s.id: settings.draft_disclosure_text for s in dispatch.signals if s.draft_id}
+
+
 def render_dispatch(
-    dispatch: Dispatch, settings: Settings, env: jinja2.Environment | None = None
+    dispatch: Dispatch,
+    settings: Settings,
+    env: jinja2.Environment | None = None,
+    *,
+    draft_marks: Mapping[int, str] | None = None,
 ) -> Rendered:
+    """`draft_marks` flags cards that show an unaccepted draft: the editor's preview only."""
     env = env or make_environment()
     nonce = secrets.token_hex(6)
     markers = {slot: f"@@{nonce}-{slot}@@" for slot in SLOTS}
     context: dict[str, Any] = {
-        "dispatch": dispatch,
+        "dispatch": for_cards(dispatch, settings),
         "settings": settings,
         "view_url": view_url(settings, dispatch),
         "subscribe_url": f"{settings.public_url}/",
         "slot": markers,
+        "draft_marks": dict(draft_marks or {}),
+        "disclosures": disclosures(dispatch, settings),
     }
     source = env.get_template("email/dispatch.mjml.j2").render(context)
     try:

@@ -7,6 +7,7 @@ from collections.abc import Iterable, Sequence
 from newsletter.models import Section, Signal
 
 UNCATEGORISED = "Other"
+LEAD_TITLE = "Lead story"
 
 
 def strength(signal: Signal) -> tuple[int, int, int, int]:
@@ -27,14 +28,23 @@ def select_signals(
     dropped: set[int] = frozenset(),  # type: ignore[assignment]
     min_score: int = 0,
     limit: int = 12,
+    include_unscored: bool = False,
 ) -> list[Signal]:
-    """Pinned signals always, then the strongest eligible ones, up to the limit."""
+    """Pinned signals always, then the strongest eligible ones, up to the limit.
+
+    A signal the editor has not scored is not eligible unless `include_unscored`: a bare
+    abstract is not a read (pin one to send it anyway).
+    """
     pool = [s for s in candidates if s.id not in already_sent and s.id not in dropped]
     chosen = sorted((s for s in pool if s.id in pinned), key=strength, reverse=True)
+
+    def eligible(signal: Signal) -> bool:
+        if signal.signal_score is None:
+            return include_unscored and min_score <= 0
+        return signal.signal_score >= min_score
+
     rest = sorted(
-        (s for s in pool if s.id not in pinned and (s.signal_score or 0) >= min_score),
-        key=strength,
-        reverse=True,
+        (s for s in pool if s.id not in pinned and eligible(s)), key=strength, reverse=True
     )
     return (chosen + rest)[: max(limit, len(chosen))]
 
@@ -54,6 +64,16 @@ def group_sections(signals: Sequence[Signal], order: Sequence[str]) -> list[Sect
         groups.setdefault(name.lower(), []).append(signal)
     keys = sorted(groups, key=lambda key: (rank.get(key, len(rank)), key))
     return [Section(titles[key], tuple(groups[key])) for key in keys]
+
+
+def arrange(signals: Sequence[Signal], order: Sequence[str]) -> list[Section]:
+    """The dispatch's running order: the week's strongest signal first as its lead, whatever
+    its section, then the others by section (see group_sections)."""
+    if not signals:
+        return []
+    lead = max(signals, key=strength)
+    rest = [s for s in signals if s is not lead]
+    return [Section(LEAD_TITLE, (lead,), lead=True), *group_sections(rest, order)]
 
 
 def default_subject(signals: Sequence[Signal], name: str, issue_number: int) -> str:

@@ -14,6 +14,7 @@ from newsletter.errors import FeedError
 from newsletter.models import FeedItem
 from newsletter.signals.canonical import arxiv_id_of, bare_arxiv_id, canonical_url
 from newsletter.signals.sanitise import html_to_text, plain, sanitise_html, text_to_html
+from newsletter.signals.tex import detex, detex_html
 
 __all__ = ["ParsedFeed", "arxiv_id_of", "canonical_url", "looks_like_html", "parse_feed"]
 
@@ -168,6 +169,9 @@ def parse_feed(
             plain(str(entry.get("title", ""))), _summary(entry), entry
         )
         summary_html = sanitise_html(raw, base_url=link)
+        arxiv_id = arxiv_id or arxiv_id_of(link, guid)
+        if arxiv_id:  # arXiv titles and abstracts are TeX: ``quotes'', $math$, \emph{}
+            summary_html, title = detex_html(summary_html), detex(title)
         summary_text = html_to_text(summary_html)
         title = title or _title_from(summary_text)
         if not title:
@@ -184,7 +188,7 @@ def parse_feed(
                 summary_text=summary_text,
                 source_label=label,
                 category=category,
-                arxiv_id=arxiv_id or arxiv_id_of(link, guid),
+                arxiv_id=arxiv_id,
                 announce_type=announce if announce in ANNOUNCE_TYPES else None,
             )
         )
