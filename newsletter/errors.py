@@ -49,3 +49,15 @@ class PermanentSendError(SendError):
     def __init__(self, message: str, hard_bounce: bool = False) -> None:
         super().__init__(message)
         self.hard_bounce = hard_bounce
+
+
+class EditorialError(NewsletterError):
+    """A draft cannot be made, accepted or rejected, or the ranker cannot fit or rank."""
+
+
+class DraftFailed(EditorialError):
+    """One signal's draft failed (a bad answer, a timeout, retries spent); the others go on."""
+
+
+class LLMUnavailable(EditorialError):
+    """The language model server refuses the whole run (credentials, model, address)."""

@@ -11,7 +11,7 @@ import json
 import logging
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -24,8 +24,9 @@ from newsletter.delivery.message import Message
 from newsletter.delivery.senders.base import Sender
 from newsletter.dispatch.build import load_dispatch
 from newsletter.dispatch.render import frozen_rendering, render_dispatch
+from newsletter.editorial.drafts import draft_mark, overlay
 from newsletter.errors import DispatchError, NewsletterError, SendError
-from newsletter.models import Subscriber
+from newsletter.models import Dispatch, Subscriber
 from newsletter.settings import Settings
 from newsletter.store import Store
 from newsletter.weeks import Week
@@ -36,7 +37,7 @@ SAMPLE_READER = Subscriber(id=0, email="reader@example.org", name="Sample Reader
 TEST_PREFIX = "[TEST] "
 
 
-def _composer(store: Store, settings: Settings, week: Week) -> Composer:
+def _composer(store: Store, settings: Settings, week: Week, *, drafts: bool = False) -> Composer:
     dispatch = load_dispatch(store, settings, week)
     if dispatch is None:
         raise DispatchError(
@@ -44,8 +45,30 @@ def _composer(store: Store, settings: Settings, week: Week) -> Composer:
         )
     if not dispatch.signals:
         raise DispatchError(f"dispatch {week} has no signals; there is nothing to preview")
-    rendered = frozen_rendering(dispatch) or render_dispatch(dispatch, settings)
+    rendered = frozen_rendering(dispatch)
+    if rendered is None:
+        shown, marks = with_drafts(store, dispatch) if drafts else (dispatch, {})
+        rendered = render_dispatch(shown, settings, draft_marks=marks)
     return Composer(rendered, settings, store.secret_key(settings.secret_key), str(week))
+
+
+def with_drafts(store: Store, dispatch: Dispatch) -> tuple[Dispatch, dict[int, str]]:
+    """The dispatch with each waiting machine draft filled into its signal, and the mark each
+    such card carries: for the editor's eyes only, never for a reader."""
+    waiting = store.drafts.pending_for(s.id for s in dispatch.signals)
+    if not waiting:
+        return dispatch, {}
+    sections = tuple(
+        replace(
+            section,
+            signals=tuple(
+                overlay(s, waiting[s.id]) if s.id in waiting else s for s in section.signals
+            ),
+        )
+        for section in dispatch.sections
+    )
+    marks = {signal_id: draft_mark(draft, signal_id) for signal_id, draft in waiting.items()}
+    return replace(dispatch, sections=sections), marks
 
 
 def sample_message(store: Store, settings: Settings, week: Week) -> Message:
@@ -53,14 +76,19 @@ def sample_message(store: Store, settings: Settings, week: Week) -> Message:
     return _composer(store, settings, week).compose(SAMPLE_READER)
 
 
-def preview_message(store: Store, settings: Settings, week: Week) -> tuple[str, str]:
-    """HTML and text of the dispatch personalised for a sample reader."""
-    message = sample_message(store, settings, week)
+def preview_message(
+    store: Store, settings: Settings, week: Week, *, drafts: bool = False
+) -> tuple[str, str]:
+    """HTML and text of the dispatch personalised for a sample reader; with `drafts`, the
+    editor's view: waiting machine drafts shown in place, each card marked as a draft."""
+    message = _composer(store, settings, week, drafts=drafts).compose(SAMPLE_READER)
     return message.html, message.text
 
 
-def write_preview(store: Store, settings: Settings, week: Week, path: Path) -> Path:
-    html, _ = preview_message(store, settings, week)
+def write_preview(
+    store: Store, settings: Settings, week: Week, path: Path, *, drafts: bool = False
+) -> Path:
+    html, _ = preview_message(store, settings, week, drafts=drafts)
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(path.name + ".part")
     partial.write_text(html, encoding="utf-8")
@@ -118,11 +146,13 @@ def snapshot(render: Render) -> Snapshot:
     return Snapshot(html, text, digest)
 
 
-def live_renderer(store: Store, load_settings: Callable[[], Settings], week: Week) -> Render:
+def live_renderer(
+    store: Store, load_settings: Callable[[], Settings], week: Week, *, drafts: bool = False
+) -> Render:
     """Settings, signals and templates are read afresh on every render, so any edit shows."""
 
     def render() -> tuple[str, str]:
-        return preview_message(store, load_settings(), week)
+        return preview_message(store, load_settings(), week, drafts=drafts)
 
     return render
 

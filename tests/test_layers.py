@@ -14,6 +14,7 @@ LAYERS: list[set[str]] = [
     {"__init__", "models", "errors", "settings", "weeks", "tokens"},
     {"store"},
     {"signals"},
+    {"editorial"},
     {"dispatch"},
     {"delivery"},
     {"readers"},

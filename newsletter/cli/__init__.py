@@ -5,6 +5,7 @@ from newsletter.cli import (  # noqa: F401  (imported to register their commands
     collect,
     demo,
     dispatch,
+    editorial,
     send,
     serve,
     signals,

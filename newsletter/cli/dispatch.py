@@ -189,6 +189,11 @@ def dispatch_approve(app: App, week_text: str | None) -> None:
 @click.option("--text", "show_text", is_flag=True, help="Print the plain-text part.")
 @click.option("--to", "to", metavar="EMAIL", help="Send one test message ([TEST] in the subject).")
 @click.option("--dry-run", is_flag=True, help="With --to: build the test message, send nothing.")
+@click.option(
+    "--no-drafts",
+    is_flag=True,
+    help="Leave out waiting machine drafts: exactly what readers get.",
+)
 @pass_app
 def preview(
     app: App,
@@ -200,13 +205,19 @@ def preview(
     show_text: bool,
     to: str | None,
     dry_run: bool,
+    no_drafts: bool,
 ) -> None:
-    """The dispatch as a sample reader will see it: a file, a live view, or a test message."""
+    """The dispatch as a sample reader will see it: a file, a live view, or a test message.
+
+    Machine drafts that wait for review are shown in place, each card marked as a draft, in
+    the file, the live view and --text (never in a test message, nor for readers).
+    """
     week = app.week(week_text)
+    drafts = not no_drafts
     if dry_run and not to:
         raise click.UsageError("--dry-run goes with --to")
     if show_text:
-        click.echo(preview_message(app.store, app.settings, week)[1], nl=False)
+        click.echo(preview_message(app.store, app.settings, week, drafts=drafts)[1], nl=False)
     if to:
         from newsletter.delivery.senders import make_sender
 
@@ -215,17 +226,17 @@ def preview(
         verb = "would send" if dry_run else "sent"
         click.echo(f"{verb} test message to {message.to_addr}: {message.subject}", err=show_text)
     if serve:
-        _serve(app, week, port, open_)
+        _serve(app, week, port, open_, drafts)
         return
     if show_text or to:
         return
-    path = write_preview(app.store, app.settings, week, output)
+    path = write_preview(app.store, app.settings, week, output, drafts=drafts)
     click.echo(f"preview: {path}")
     if open_:
         webbrowser.open(path.as_uri())
 
 
-def _serve(app: App, week: Week, port: int, open_: bool) -> None:
+def _serve(app: App, week: Week, port: int, open_: bool, drafts: bool) -> None:
     def settings() -> Settings:  # re-read .env on every render, so a changed setting shows
         fresh = load_settings(env_file=app.env_file)
         return fresh.replace(db=app.settings.db)
@@ -233,7 +244,7 @@ def _serve(app: App, week: Week, port: int, open_: bool) -> None:
     from newsletter.checks.panel import checks_page
 
     server = make_preview_server(
-        live_renderer(app.store, settings, week),
+        live_renderer(app.store, settings, week, drafts=drafts),
         title=f"{app.settings.name} · {week}",
         port=port,
         panel=lambda: checks_page(app.store, settings(), week),

@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from newsletter.cli.base import App, cli, pass_app, week_option
+from newsletter.editorial.drafts import accept_edited, edit_form
 from newsletter.errors import AnnotationError, NewsletterError
 from newsletter.signals.annotations import (
     ImportReport,
@@ -62,37 +63,79 @@ def signals_import(app: App, files: tuple[Path, ...], dry_run: bool) -> None:
         else:
             paths.append(path)
     _print_report(import_annotations(app.store, paths, dry_run=dry_run))
+    if not dry_run:
+        _refit(app)
+
+
+def _refit(app: App) -> None:
+    """Scores may have changed: the ranker refits itself when its rule says so."""
+    from newsletter.cli.editorial import refit_after_scores
+
+    refit_after_scores(app)
 
 
 @signals.command("list")
 @week_option
 @click.option("--category", help="Only this category (any case).")
 @click.option("--unannotated", is_flag=True, help="Only signals the editor has not annotated.")
+@click.option("--drafts", is_flag=True, help="Only signals with a machine draft waiting.")
+@click.option(
+    "--rank", "ranked", is_flag=True, help="Best first by the ranker's predicted editor's score."
+)
 @click.option("--limit", type=click.IntRange(min=1), help="At most this many, newest first.")
 @pass_app
 def signals_list(
-    app: App, week_text: str | None, category: str | None, unannotated: bool, limit: int | None
+    app: App,
+    week_text: str | None,
+    category: str | None,
+    unannotated: bool,
+    drafts: bool,
+    ranked: bool,
+    limit: int | None,
 ) -> None:
-    """Stored signals, newest first, as a table (all weeks unless --week is given)."""
-    filters: dict[str, object] = {"category": category, "unannotated": unannotated}
+    """Stored signals, newest first, as a table (all weeks unless --week is given).
+
+    D marks a signal whose machine draft waits for review. With --rank, PRED is the score the
+    ranker predicts this editor would give (see `signals rank`).
+    """
+    filters: dict[str, object] = {
+        "category": category,
+        "unannotated": unannotated,
+        "pending_draft": drafts,
+    }
     if week_text is not None:
         start, end = app.week(week_text).bounds(app.settings.timezone)
         filters.update(start=start, end=end)
-    found = app.store.signals.list(**filters)[:limit]
+    found = app.store.signals.list(**filters)
+    predicted: dict[int, float] = {}
+    if ranked:
+        from newsletter.editorial.ranking import rank, require_ranker
+
+        ranker = require_ranker(app.store)
+        ordered = rank(ranker, found)
+        found = [s for s, _ in ordered]
+        predicted = {s.id: p for s, p in ordered}
+        click.echo(ranker.describe(), err=True)
+    found = found[:limit]
     if not found:
         click.echo("no signals match")
         return
+    waiting = set(app.store.drafts.pending_for(s.id for s in found))
     width = max(2, *(len(str(s.id)) for s in found))
+    pred = "  PRED" if ranked else ""
     click.echo(
-        f"{'ID':>{width}}  {'PUBLISHED':<10}  {'SCORE':>5}  {'CATEGORY':<10}  {'SOURCE':<16}  TITLE"
+        f"{'ID':>{width}}  {'PUBLISHED':<10}  {'SCORE':>5}{pred}  D  {'CATEGORY':<10}"
+        f"  {'SOURCE':<16}  TITLE"
     )
     for signal in found:
         score = "-" if signal.signal_score is None else str(signal.signal_score)
+        guess = f"  {predicted[signal.id]:>4.0f}" if ranked else ""
+        mark = "D" if signal.id in waiting else " "
         tz = app.settings.timezone
         click.echo(
-            f"{signal.id:>{width}}  {signal.published.astimezone(tz):%Y-%m-%d}  {score:>5}"
-            f"  {(signal.category or '-')[:10]:<10}  {(signal.source_label or '-')[:16]:<16}"
-            f"  {signal.title[:80]}"
+            f"{signal.id:>{width}}  {signal.published.astimezone(tz):%Y-%m-%d}  {score:>5}{guess}"
+            f"  {mark}  {(signal.category or '-')[:10]:<10}"
+            f"  {(signal.source_label or '-')[:16]:<16}  {signal.title[:80]}"
         )
     click.echo(f"{len(found)} signals")
 
@@ -123,6 +166,34 @@ def signals_show(app: App, signal_id: int) -> None:
             click.echo(f"{name}: {value}")
     for name in ("first_seen", "updated_at", "annotated_at"):
         click.echo(f"{name}: {row[name] or '-'}")
+    _show_draft(app, signal_id)
+
+
+def _show_draft(app: App, signal_id: int) -> None:
+    draft = app.store.drafts.latest(signal_id)
+    if draft is None:
+        return
+    origin = (
+        f"by {draft['model']}, prompt {draft['prompt_version']} ({draft['prompt_hash']}),"
+        f" {draft['created_at']}"
+    )
+    if draft["status"] != "pending":
+        how = {"edit": "by editing", "auto": "automatically", "editor": "by the editor"}
+        decided = how.get(draft["decided_by"] or "", "")
+        click.echo(f"draft: {draft['status']} {decided} {draft['decided_at'] or ''} ({origin})")
+        return
+    click.echo(f"\nDRAFT waiting for review, not accepted: readers do not see it ({origin}):")
+    for name, value in draft["fields"].items():
+        if isinstance(value, list):
+            click.echo(f"  {name}:")
+            for phrase in value:
+                click.echo(f"    - {phrase}")
+        else:
+            click.echo(f"  {name}: {value}")
+    click.echo(
+        f"accept: `newsletter signals accept {signal_id}` · edit: `newsletter signals edit"
+        f" {signal_id}` · reject: `newsletter signals reject {signal_id}`"
+    )
 
 
 @signals.command("edit")
@@ -132,12 +203,13 @@ def signals_edit(app: App, signal_id: int) -> None:
     """Open one signal's annotation form in $EDITOR and import it back when saved.
 
     Deleting a field from the form clears it. An invalid form is reported and offered for
-    another edit; nothing is written until it is valid.
+    another edit; nothing is written until it is valid. A machine draft waiting for review
+    fills the empty fields, marked in a comment; saving the form accepts it.
     """
-    text = to_markdown(_row(app, signal_id))
+    text, drafted = edit_form(_row(app, signal_id), app.store.drafts.pending(signal_id))
     while True:
         edited = click.edit(text, extension=".md", require_save=True)
-        if edited is None or edited == text:
+        if edited is None or (edited == text and not drafted):
             click.echo("no changes")
             return
         try:
@@ -148,7 +220,11 @@ def signals_edit(app: App, signal_id: int) -> None:
                 raise click.exceptions.Exit(1) from None
             text = edited
             continue
+        if drafted:
+            accept_edited(app.store, signal_id)
+            click.echo(f"draft accepted as edited: {', '.join(drafted)}")
         _print_report(report)
+        _refit(app)
         return
 
 

@@ -64,3 +64,12 @@ def text_to_html(text: str) -> str:
     """The editor's plain text as safe HTML paragraphs."""
     paragraphs = [p.strip() for p in _BLANKS.split(text or "") if p.strip()]
     return "".join(f"<p>{html.escape(' '.join(p.split()))}</p>" for p in paragraphs)
+
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\u202a-\u202e\u2066-\u2069]")
+
+
+def untrusted_text(text: str) -> str:
+    """Text from a stranger (a language model's answer) as plain text: tags and control
+    characters removed, entities decoded, paragraphs kept."""
+    return html_to_text(nh3.clean(_CONTROL.sub("", text or ""), tags=set()))

@@ -12,11 +12,15 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from newsletter.store import _lean  # noqa: F401  (first: it loads sqlite-utils without numpy)
+
+# isort: split
 from sqlite_utils import Database
 
 from newsletter.errors import StoreError
 from newsletter.store.deliveries import Deliveries
 from newsletter.store.dispatches import Dispatches
+from newsletter.store.drafts import Drafts, RankerModels
 from newsletter.store.events import Events
 from newsletter.store.schema import MIGRATIONS
 from newsletter.store.signals import Signals
@@ -38,6 +42,8 @@ class Store:
         self.subscribers = Subscribers(db)
         self.deliveries = Deliveries(db)
         self.events = Events(db)
+        self.drafts = Drafts(db)
+        self.rankers = RankerModels(db)
 
     @classmethod
     def open(cls, path: str | Path, *, migrate: bool = True) -> Store:

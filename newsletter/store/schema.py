@@ -244,3 +244,43 @@ def rebuild_table(db: Database, name: str, create_sql: str, indexes: tuple[str, 
             raise
     finally:
         conn.execute("PRAGMA foreign_keys=ON")
+
+
+@MIGRATIONS(name="m009_editorial")
+def m009_editorial(db: Database) -> None:
+    # Machine drafts of a signal's editorial read, kept apart from the signal until the editor
+    # accepts one (then its fields are copied in and signals.draft_id says where they came
+    # from). At most one pending draft a signal. The ranker's fitted models, newest last, as
+    # JSON arrays (never a pickle: loading one would run whatever a tampered file holds).
+    _run(
+        db,
+        """
+        CREATE TABLE signal_drafts (
+            id INTEGER PRIMARY KEY,
+            signal_id INTEGER NOT NULL REFERENCES signals(id) ON DELETE CASCADE,
+            status TEXT NOT NULL DEFAULT 'pending'
+                CHECK (status IN ('pending', 'accepted', 'rejected', 'replaced')),
+            fields TEXT NOT NULL,
+            model TEXT NOT NULL,
+            prompt_version TEXT NOT NULL,
+            prompt_hash TEXT NOT NULL,
+            response_format TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            decided_at TEXT,
+            decided_by TEXT CHECK (decided_by IN ('editor', 'edit', 'auto'))
+        );
+        CREATE INDEX signal_drafts_signal ON signal_drafts(signal_id, status);
+        CREATE UNIQUE INDEX signal_drafts_one_pending ON signal_drafts(signal_id)
+            WHERE status = 'pending';
+        ALTER TABLE signals ADD COLUMN draft_id INTEGER REFERENCES signal_drafts(id)
+            ON DELETE SET NULL;
+        CREATE TABLE ranker_models (
+            id INTEGER PRIMARY KEY,
+            format TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            scored INTEGER NOT NULL,
+            spearman REAL,
+            model TEXT NOT NULL
+        )
+        """,
+    )

@@ -224,6 +224,14 @@ class Signals:
             params.append(filters["category"])
         if filters.get("unannotated"):
             clauses.append("annotated_at IS NULL")
+        if filters.get("source"):
+            clauses.append("source_id = (SELECT id FROM sources WHERE name = ?)")
+            params.append(filters["source"])
+        if filters.get("seen_since"):
+            clauses.append("first_seen >= ?")
+            params.append(filters["seen_since"].isoformat())
+        if filters.get("pending_draft"):
+            clauses.append("id IN (SELECT signal_id FROM signal_drafts WHERE status = 'pending')")
         where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
         sql = f"SELECT * FROM signals {where} ORDER BY published DESC, id DESC"  # noqa: S608
         return [Signal.from_row(r) for r in rows(self.db, sql, params)]
