@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 import click
@@ -65,11 +66,13 @@ def collect(app: App, names: tuple[str, ...]) -> None:
         for warning in result.warnings:
             click.echo(f"  ! {warning}", err=True)
 
+    started = datetime.now(UTC)
     report = run_collect(
         app.store,
         names=list(names) or None,
         progress=progress,
         policy=policy_from(app.settings),
+        now=started,
     )
     if not report.sources:
         click.echo("no enabled sources: add one with `newsletter sources add NAME URL`")
@@ -78,8 +81,28 @@ def collect(app: App, names: tuple[str, ...]) -> None:
         f"{len(report.sources)} sources, {report.new} new signals,"
         f" {report.updated} updated, {len(report.failed)} failed"
     )
+    if report.new:
+        _rank_new(app, started)
     if report.failed:
         sys.exit(PARTIAL)
+
+
+def _rank_new(app: App, since: datetime) -> None:
+    """How many of the new signals the ranker expects this editor to score above the dispatch's
+    minimum (plain Python: no scikit-learn at collection)."""
+    from newsletter.editorial.ranking import load_ranker
+
+    ranker = load_ranker(app.store)
+    if ranker is None:
+        return
+    new = app.store.signals.list(seen_since=since)
+    floor = app.settings.min_score
+    above = sum(ranker.predict(s) >= floor for s in new)
+    click.echo(
+        f"{above} of {len(new)} new signals rank above the dispatch minimum"
+        f" (predicted score ≥ {floor}, ranker v{ranker.version});"
+        " best first: `newsletter signals list --unannotated --rank`"
+    )
 
 
 @cli.group()
