@@ -22,10 +22,30 @@ from newsletter.store import Store
 WEEK = "2026-W24"
 GOOD = ["inference", "accelerator", "capex", "grid", "interconnection", "foundry"]
 BAD = ["survey", "tutorial", "workshop", "toy", "leaderboard", "position"]
-FILLER = (
-    "model data method results paper propose approach learning network task performance we "
-    "show study framework analysis training evaluation large language efficient novel"
-).split()
+FILLER = [
+    "model",
+    "data",
+    "method",
+    "results",
+    "paper",
+    "propose",
+    "approach",
+    "learning",
+    "network",
+    "task",
+    "performance",
+    "we",
+    "show",
+    "study",
+    "framework",
+    "analysis",
+    "training",
+    "evaluation",
+    "large",
+    "language",
+    "efficient",
+    "novel",
+]
 
 
 def _text(rng: random.Random) -> tuple[str, str, int]:
@@ -50,7 +70,7 @@ def _scored(store: Store, count: int, seed: int = 1) -> None:
                     "summary_text": summary,
                     "signal_score": score,
                     "published": datetime(2026, 1, 5, tzinfo=UTC),
-                }  # fmt: skip
+                }
             )
 
 
