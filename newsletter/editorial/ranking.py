@@ -42,7 +42,8 @@ class Ranker:
     scored: int
     spearman: float | None
     created_at: str
-    index: dict[str, int]
+    words: dict[str, int]  # unigram -> feature index
+    grams: dict[tuple[str, ...], int]  # n-gram (n >= 2) as a tuple of tokens -> index
     idf: list[float]
     coef: list[float]
     intercept: float
@@ -80,7 +81,8 @@ class Ranker:
             scored=row["scored"],
             spearman=row["spearman"],
             created_at=row["created_at"],
-            index={term: i for i, term in enumerate(terms)},
+            words={term: i for i, term in enumerate(terms) if " " not in term},
+            grams={tuple(t.split(" ")): i for i, t in enumerate(terms) if " " in t},
             idf=[float(v) for v in idf],
             coef=[float(v) for v in coef],
             intercept=float(data["intercept"]),
@@ -97,21 +99,20 @@ class Ranker:
         if self.strip_accents:
             doc = _strip_accents(doc)
         tokens = self.pattern.findall(doc)
-        counts: Counter[int] = Counter()
         low, high = self.ngram
-        for n in range(low, min(high, len(tokens)) + 1):
-            for i in range(len(tokens) - n + 1):
-                found = self.index.get(tokens[i] if n == 1 else " ".join(tokens[i : i + n]))
-                if found is not None:
-                    counts[found] += 1
-        weights = {
-            i: (1.0 + math.log(c) if self.sublinear_tf else float(c)) * self.idf[i]
-            for i, c in counts.items()
-        }
-        norm = math.sqrt(sum(w * w for w in weights.values()))
-        if not norm:
-            return self.intercept
-        return sum(self.coef[i] * w for i, w in weights.items()) / norm + self.intercept
+        counts: Counter[Any] = Counter()  # None counts the misses, dropped below
+        if low == 1:
+            counts.update(map(self.words.get, tokens))
+        for n in range(max(low, 2), high + 1):  # n-grams as tuples: no string joins
+            counts.update(map(self.grams.get, zip(*(tokens[k:] for k in range(n)), strict=False)))
+        counts.pop(None, None)
+        dot = square = 0.0
+        idf, coef, log = self.idf, self.coef, math.log
+        for i, count in counts.items():
+            weight = (1.0 + log(count) if self.sublinear_tf else count) * idf[i]
+            dot += coef[i] * weight
+            square += weight * weight
+        return dot / math.sqrt(square) + self.intercept if square else self.intercept
 
     def predict(self, signal: Signal) -> float:
         """The predicted editor's score, 0-100."""
