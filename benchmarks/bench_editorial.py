@@ -277,6 +277,7 @@ its 2 cores.
 
 {table}
 
-Load average (1 min) at the end: {os.getloadavg()[0]:.1f}. Quality on this synthetic rule: held-out (cross-validated) Spearman {ranker["rho_cv"]:.2f}, on
+Load average (1 min) at the end: {os.getloadavg()[0]:.1f}.
+Quality on this synthetic rule: held-out (cross-validated) Spearman {ranker["rho_cv"]:.2f}, on
 the {NEW} new signals {ranker["rho_new"]:.2f}; {ranker["terms"]:,.0f} terms kept.
 """
