@@ -14,27 +14,15 @@ from typing import Any
 import jinja2
 
 from newsletter.errors import EditorialError
-from newsletter.models import HORIZONS, Signal
+from newsletter.models import EDITORIAL_FIELDS, HORIZONS, Signal
 
 TEMPLATE = "editorial/draft.txt.j2"
 #: the longest summary put in a question (a full abstract is ~2,000 characters)
 MAX_SUMMARY = 6_000
 
-#: every field of the brief's editorial read, in the order of the seed pages
-DRAFT_FIELDS = (
-    "signal_score",
-    "horizon",
-    "why_now",
-    "why_important",
-    "what_changes",
-    "winners",
-    "losers",
-    "effects_direct",
-    "effects_second",
-    "effects_third",
-    "editorial_confidence",
-    "structural_impact",
-)
+#: every field of the brief's editorial read, in the order of the seed pages: the editor's
+#: fields but the section (the source's) and the private notes
+DRAFT_FIELDS = tuple(f for f in EDITORIAL_FIELDS if f not in ("category", "notes"))
 _SCORE = "a whole number from 0 to 100"
 _TEXT = {"type": "string"}
 _PHRASES = {"type": "array", "items": {"type": "string"}}
