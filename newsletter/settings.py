@@ -15,8 +15,6 @@ from typing import Any
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from dotenv import dotenv_values
-
 from newsletter.errors import SettingsError
 
 SENDERS = ("file", "smtp", "postmark", "sendgrid", "mailgun", "resend")
@@ -589,6 +587,8 @@ def load_settings(
     """Read settings: the process environment wins over `.env`, which wins over defaults."""
     merged: dict[str, str] = {}
     if env_file is not None and Path(env_file).is_file():
+        from dotenv import dotenv_values  # ~20 ms: only when there is a file to read
+
         merged.update({k: v for k, v in dotenv_values(env_file).items() if v is not None})
     merged.update(os.environ if environ is None else environ)
     values: dict[str, Any] = {}

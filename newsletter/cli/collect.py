@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from newsletter.cli.base import PARTIAL, App, cli, pass_app
 from newsletter.errors import FeedError
-from newsletter.signals.collect import SourceResult
-from newsletter.signals.collect import collect as run_collect
-from newsletter.signals.fetch import policy_from
-from newsletter.signals.sources_file import check_source, load_sources
+
+if TYPE_CHECKING:
+    from newsletter.signals.collect import SourceResult
 
 
 @cli.command()
@@ -60,6 +60,9 @@ def collect(app: App, names: tuple[str, ...]) -> None:
     is reported with its reason and skipped; the others still land. Exit code 3 when any failed.
     """
 
+    from newsletter.signals.collect import collect as run_collect
+    from newsletter.signals.fetch import policy_from
+
     def progress(result: SourceResult) -> None:
         click.echo(_line(result), err=bool(result.error))
         for warning in result.warnings:
@@ -95,6 +98,8 @@ def sources() -> None:
 @pass_app
 def sources_add(app: App, name: str, url: str, category: str | None, label: str | None) -> None:
     """Add a source (an http(s) feed URL, a file: URL or a path), or update one by NAME."""
+    from newsletter.signals.sources_file import check_source
+
     check_source(name, url, category, label)
     existed = app.store.sources.get(name) is not None
     app.store.sources.add(name, url, category=category, label=label)
@@ -110,6 +115,8 @@ def sources_load(app: App, path: Path, prune: bool) -> None:
 
     The whole file is checked first; one bad entry and nothing changes.
     """
+    from newsletter.signals.sources_file import load_sources
+
     report = load_sources(app.store, path, prune=prune)
     click.echo(
         f"{path}: {len(report.added)} added, {len(report.updated)} updated"

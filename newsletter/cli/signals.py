@@ -4,20 +4,15 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from newsletter.cli.base import App, cli, pass_app, week_option
 from newsletter.errors import AnnotationError, NewsletterError
-from newsletter.signals.annotations import (
-    ImportReport,
-    edit_text,
-    export_signals,
-    import_annotations,
-    markdown_name,
-    to_markdown,
-    to_record,
-)
+
+if TYPE_CHECKING:
+    from newsletter.signals.annotations import ImportReport
 
 
 @cli.group()
@@ -53,6 +48,8 @@ def signals_import(app: App, files: tuple[Path, ...], dry_run: bool) -> None:
     url are needed). Every file is validated first; one bad field anywhere and nothing is
     written. Folders are read for their .md, .json and .jsonl files.
     """
+    from newsletter.signals.annotations import import_annotations
+
     paths: list[Path] = []
     for path in files:
         if path.is_dir():
@@ -109,6 +106,8 @@ def _row(app: App, signal_id: int) -> dict[str, object]:
 @pass_app
 def signals_show(app: App, signal_id: int) -> None:
     """Every field of one signal, in the order of the annotation files."""
+    from newsletter.signals.annotations import to_record
+
     row = _row(app, signal_id)
     click.echo(f"id: {row['id']}")
     for name, value in to_record(row).items():
@@ -134,6 +133,8 @@ def signals_edit(app: App, signal_id: int) -> None:
     Deleting a field from the form clears it. An invalid form is reported and offered for
     another edit; nothing is written until it is valid.
     """
+    from newsletter.signals.annotations import edit_text, to_markdown
+
     text = to_markdown(_row(app, signal_id))
     while True:
         edited = click.edit(text, extension=".md", require_save=True)
@@ -173,6 +174,8 @@ def signals_export(
     app: App, week_text: str | None, category: str | None, fmt: str, output: Path | None
 ) -> None:
     """Export signals in the import's own format; importing the export changes nothing."""
+    from newsletter.signals.annotations import export_signals, markdown_name, to_markdown
+
     filters: dict[str, object] = {"category": category}
     if week_text is not None:
         start, end = app.week(week_text).bounds(app.settings.timezone)

@@ -26,7 +26,6 @@ from newsletter.signals.fetch import (
     local_path,
     make_client,
 )
-from newsletter.signals.parse import parse_feed
 from newsletter.store import Store
 
 log = logging.getLogger(__name__)
@@ -96,6 +95,9 @@ def store_fetched(
             source["id"], status=UNCHANGED, etag=fetched.etag, last_modified=fetched.last_modified
         )
         return result
+    # Imported here: feedparser and nh3 load only when a feed changed (the 304 path needs neither).
+    from newsletter.signals.parse import parse_feed
+
     try:
         parsed = parse_feed(
             fetched.body,

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from sqlite_utils import Database
+from typing import TYPE_CHECKING, Any
 
 from newsletter.store._rows import now_iso, one, rows
+
+if TYPE_CHECKING:
+    from sqlite_utils import Database
 
 
 class Sources:
