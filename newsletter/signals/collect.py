@@ -13,10 +13,9 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import httpx
-
+from newsletter import __version__
 from newsletter.errors import FeedError
 from newsletter.signals.fetch import (
     DEFAULT_POLICY,
@@ -27,6 +26,9 @@ from newsletter.signals.fetch import (
     make_client,
 )
 from newsletter.store import Store
+
+if TYPE_CHECKING:
+    import httpx
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +82,8 @@ def store_fetched(
     """Parse and upsert one fetched feed in one transaction; skip it when nothing changed."""
     result = SourceResult(source["name"])
     if fetched.not_modified:
+        if _failed_to_parse(source):
+            return _failed(store, source, result, _last_error(source), fetched)
         result.status = NOT_MODIFIED
         store.sources.record_fetch(
             source["id"],
@@ -89,6 +93,8 @@ def store_fetched(
         )
         return result
     digest = body_hash(fetched.body)
+    if source.get("content_hash") == _broken(digest):
+        return _failed(store, source, result, _last_error(source), fetched, digest)
     if digest == source.get("content_hash") and source.get("last_status") != ERROR:
         result.status = UNCHANGED
         store.sources.record_fetch(
@@ -108,10 +114,13 @@ def store_fetched(
             content_type=fetched.content_type,
         )
     except FeedError as exc:
-        return _failed(store, source, result, str(exc))
+        # the parser names the feed; the result already does (no "✗ name: name: ...")
+        error = str(exc).removeprefix(f"{source['name']}: ")
+        return _failed(store, source, result, error, fetched, digest)
     except Exception as exc:  # feedparser is forgiving, but a feed must never stop the run
         log.debug("parsing %s", source["name"], exc_info=True)
-        return _failed(store, source, result, f"cannot parse ({exc.__class__.__name__}: {exc})")
+        error = f"cannot parse ({exc.__class__.__name__}: {exc})"
+        return _failed(store, source, result, error, fetched, digest)
     result.warnings = list(parsed.warnings)
     if fetched.moved_to:
         # Followed, but not rewritten on our own: a hijacked redirect must not stick silently.
@@ -135,11 +144,43 @@ def store_fetched(
     return result
 
 
-def _failed(store: Store, source: dict[str, Any], result: SourceResult, error: str) -> SourceResult:
+def _broken(digest: str) -> str:
+    """The fingerprint kept for a body that failed to parse. The same bytes fail the same way,
+    so an unchanged broken feed is reported again without being parsed again (nor feedparser
+    loaded: a re-poll of unchanged feeds parses nothing). The release is part of it, so a
+    newer parser tries the body once more."""
+    return f"broken-{__version__}:{digest}"
+
+
+def _failed_to_parse(source: dict[str, Any]) -> bool:
+    return (source.get("content_hash") or "").startswith(_broken(""))
+
+
+def _last_error(source: dict[str, Any]) -> str:
+    return source.get("last_error") or "the feed did not parse last time and has not changed"
+
+
+def _failed(
+    store: Store,
+    source: dict[str, Any],
+    result: SourceResult,
+    error: str,
+    body: Fetched | None = None,
+    digest: str | None = None,
+) -> SourceResult:
+    """Record a failure; `body` is the response that arrived and did not parse (its validators
+    and fingerprint are kept, see `_broken`), None when nothing arrived."""
     result.error = error
     result.status = ERROR
     result.failures_in_a_row = int(source.get("consecutive_errors") or 0) + 1
-    store.sources.record_fetch(source["id"], status=ERROR, error=error)
+    store.sources.record_fetch(
+        source["id"],
+        status=ERROR,
+        error=error,
+        etag=body.etag if body else None,
+        last_modified=body.last_modified if body else None,
+        content_hash=_broken(digest) if digest else None,
+    )
     return result
 
 

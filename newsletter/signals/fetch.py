@@ -8,16 +8,20 @@ memory. Every failure becomes a FeedError whose message says what went wrong in 
 from __future__ import annotations
 
 import functools
-import ssl
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit
-
-import httpx
 
 from newsletter import __version__
 from newsletter.errors import FeedError
-from newsletter.settings import Settings
+
+if TYPE_CHECKING:
+    import ssl
+
+    import httpx
+
+    from newsletter.settings import Settings
 
 USER_AGENT = (
     f"newsletter/{__version__} (weekly intelligence brief feed collector;"
@@ -84,11 +88,19 @@ def local_path(url: str) -> Path | None:
 @functools.cache
 def _tls_context() -> ssl.SSLContext:
     # Loading the CA bundle costs ~10-20 ms; a run builds it once, not once per client.
+    import ssl
+
     return ssl.create_default_context()
 
 
 def make_client(policy: FetchPolicy = DEFAULT_POLICY) -> httpx.Client:
-    """One client per collection run: connections are pooled and reused across sources."""
+    """One client per collection run: connections are pooled and reused across sources.
+
+    httpx is imported here, not at module level: a run with only `file:` sources (and `collect`
+    with none) never loads it.
+    """
+    import httpx
+
     return httpx.Client(
         timeout=httpx.Timeout(policy.read_timeout, connect=policy.connect_timeout),
         follow_redirects=True,
@@ -140,6 +152,8 @@ def fetch(
 
 
 def _get(client: httpx.Client, url: str, headers: dict[str, str], policy: FetchPolicy) -> Fetched:
+    import httpx  # loaded already: the client is one
+
     try:
         with client.stream("GET", url, headers=headers) as response:
             if response.status_code == 304:
