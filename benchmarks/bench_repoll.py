@@ -210,7 +210,7 @@ def run() -> str:
         " alternating; medians. Every feed is unchanged, so the server answers 304 Not Modified"
         " to both.",
         "",
-        "| | first fetch (whole process) | unchanged re-poll (median) | best | peak RSS (re-poll) |",
+        "| | first fetch (whole process) | unchanged re-poll (median) | best | peak RSS |",
         "| --- | ---: | ---: | ---: | ---: |",
     ]
     for name, runs in again.items():

@@ -97,7 +97,11 @@ def test_help_lists_every_command_without_importing_any(tmp_path: Path) -> None:
     modules = loaded_by(tmp_path, "--help")
     assert heavy(modules) == []
     commands = [m for m in modules if m.startswith("newsletter.cli.")]
-    assert sorted(commands) == ["newsletter.cli.base", "newsletter.cli.commands", "newsletter.cli.lazy"]
+    assert sorted(commands) == [
+        "newsletter.cli.base",
+        "newsletter.cli.commands",
+        "newsletter.cli.lazy",
+    ]
 
 
 @pytest.mark.parametrize(

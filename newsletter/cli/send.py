@@ -222,9 +222,9 @@ def send(
             progress=progress,
             stop=stop,
         )
+    if not dry_run and not report.already_sent:
+        publish_after_send(app.store, app.settings, week)  # logs; so before the summary
     _summary(report)
-    if not dry_run:
-        publish_after_send(app.store, app.settings, week)
     if not report.ok:
         sys.exit(PARTIAL)
 
