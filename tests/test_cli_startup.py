@@ -51,7 +51,8 @@ HEAVY = (
     "playwright",
     "newsletter.checks.preflight",
     "newsletter.delivery",
-    "newsletter.dispatch",
+    "newsletter.dispatch.render",
+    "newsletter.dispatch.archive",
     "newsletter.preview",
     "newsletter.signals.parse",
 )

@@ -129,15 +129,12 @@ def dispatch_set(
 @pass_app
 def dispatch_show(app: App, week_text: str | None) -> None:
     """The dispatch's status, texts and signals by section, with the editor's pins and drops."""
-    from newsletter.dispatch.build import load_dispatch
-    from newsletter.errors import DispatchError
+    from newsletter.dispatch.build import load_dispatch, no_dispatch
 
     week = app.week(week_text)
     shown = load_dispatch(app.store, app.settings, week)
     if shown is None:
-        raise DispatchError(
-            f"no dispatch for {week}: run `newsletter dispatch build --week {week}`"
-        )
+        raise no_dispatch(app.store, app.settings, week)
     pinned, dropped = app.store.dispatches.editor_choices(shown.id)
     click.echo(f"dispatch {shown.week} · issue {_number(shown)} · {shown.status}")
     click.echo(f"subject:   {shown.subject}")

@@ -299,12 +299,12 @@ def _executable() -> Path:
 @pass_app
 def deliveries(app: App, week_text: str | None, limit: int) -> None:
     """Counts by status for the week's dispatch, and the failures with their reasons."""
-    from newsletter.errors import DispatchError
+    from newsletter.dispatch.build import no_dispatch
 
     week = app.week(week_text)
     row = app.store.dispatches.get(str(week))
     if row is None:
-        raise DispatchError(f"no dispatch for {week}")
+        raise no_dispatch(app.store, app.settings, week)
     counts = app.store.deliveries.counts(row["id"])
     click.echo(f"dispatch {week} ({row['status']}): {sum(counts.values())} deliveries")
     for status, count in counts.items():
