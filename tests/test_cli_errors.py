@@ -109,7 +109,8 @@ def test_invalid_subscriber_address(run, address: str) -> None:
 def test_send_before_build_names_the_fix(run) -> None:
     result = run("send", "--week", "2026-W24")
     assert result.exit_code == 1
-    assert "newsletter dispatch build --week 2026-W24" in result.output
+    assert "no dispatch for 2026-W24 and none for any other week" in result.output
+    assert "2026-W24 has no signals to build one from (`newsletter collect`" in result.output
 
 
 def test_bad_week(run) -> None:

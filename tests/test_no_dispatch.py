@@ -48,4 +48,4 @@ def test_with_no_dispatch_at_all(run) -> None:
     result = run("preview", "--week", QUIET_WEEK)
     assert result.exit_code == 1
     assert "none for any other week" in result.output
-    assert f"{QUIET_WEEK} has no signals to build one from" in result.output
+    assert f"{QUIET_WEEK} has no signals to build one from (`newsletter collect`" in result.output

@@ -30,7 +30,11 @@ def no_dispatch(store: Store, settings: Settings, week: Week) -> DispatchError:
     start, end = week.bounds(settings.timezone)
     has_signals = bool(store.signals.list(start=start, end=end))
     build = f"`newsletter dispatch build --week {week}`"
-    here = f"build it with {build}" if has_signals else f"{week} has no signals to build one from"
+    here = (
+        f"build it with {build}"
+        if has_signals
+        else f"{week} has no signals to build one from (`newsletter collect` fetches them)"
+    )
     if not others:
         return DispatchError(f"no dispatch for {week} and none for any other week: {here}")
     shown = ", ".join(f"{row['week']} ({row['status']})" for row in others[:5])
