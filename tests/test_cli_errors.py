@@ -117,3 +117,21 @@ def test_bad_week(run) -> None:
     result = run("dispatch", "build", "--week", "2026-W60")
     assert result.exit_code == 2
     assert "2026 has no week 60" in result.output
+
+
+def test_a_named_env_file_that_does_not_exist_is_a_usage_error(run, tmp_path: Path) -> None:
+    missing = tmp_path / "nope" / ".env"
+    result = run("--env-file", str(missing), "sources", "list")
+    assert result.exit_code == 2
+    assert "--env-file" in result.output and str(missing) in result.output
+    assert "does not exist" in result.output
+
+
+def test_the_default_env_file_stays_optional_and_is_read_when_present(
+    run, tmp_path: Path
+) -> None:
+    assert not (tmp_path / ".env").exists()
+    assert run("sources", "list").exit_code == 0
+    (tmp_path / ".env").write_text("NEWSLETTER_SENDER=carrier-pigeon\n")
+    result = run("sources", "list")
+    assert result.exit_code == 1 and "NEWSLETTER_SENDER" in result.output
