@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 import click
 
 from newsletter.cli.base import PARTIAL, App, cli, pass_app
+from newsletter.cli.table import table
 from newsletter.errors import FeedError
 
 if TYPE_CHECKING:
@@ -133,21 +134,29 @@ def sources_list(app: App) -> None:
         click.echo("no sources yet: add one with `newsletter sources add NAME URL`")
         return
     counts = app.store.sources.signal_counts()
-    width = max(len("NAME"), *(len(r["name"]) for r in rows))
-    click.echo(
-        f"{'NAME':<{width}}  {'STATE':<8}  {'LAST FETCH (UTC)':<19}  {'STATUS':<16}"
-        f"  {'ITEMS':>5}  {'SIGNALS':>7}  {'ERRORS':>6}  URL"
+    lines = table(
+        ("NAME", "STATE", "LAST FETCH (UTC)", "STATUS", "ITEMS", "SIGNALS", "ERRORS", "URL"),
+        (
+            (
+                row["name"],
+                "enabled" if row["enabled"] else "disabled",
+                (row["last_fetched_at"] or "never")[:19].replace("T", " "),
+                row["last_status"] or "-",
+                row["item_count"],
+                counts.get(row["id"], 0),
+                row["consecutive_errors"],
+                row["url"],
+            )
+            for row in rows
+        ),
+        right={4, 5, 6},
     )
-    for row in rows:
-        state = "enabled" if row["enabled"] else "disabled"
-        fetched = (row["last_fetched_at"] or "never")[:19].replace("T", " ")
-        click.echo(
-            f"{row['name']:<{width}}  {state:<8}  {fetched:<19}  {row['last_status'] or '-':<16}"
-            f"  {row['item_count']:>5}  {counts.get(row['id'], 0):>7}"
-            f"  {row['consecutive_errors']:>6}  {row['url']}"
-        )
+    click.echo(lines[0])
+    indent = " " * lines[0].index("STATE")  # under the row's state, like a note on it
+    for row, line in zip(rows, lines[1:], strict=True):
+        click.echo(line)
         if row["last_error"] and row["last_status"] == "error":
-            click.echo(f"{'':<{width}}  last error: {row['last_error']}")
+            click.echo(f"{indent}last error: {row['last_error']}")
 
 
 def _toggle(app: App, names: tuple[str, ...], enabled: bool) -> None:

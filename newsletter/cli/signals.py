@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 import click
 
 from newsletter.cli.base import App, cli, pass_app, week_option
+from newsletter.cli.table import table
 from newsletter.errors import AnnotationError, NewsletterError
 
 if TYPE_CHECKING:
@@ -79,19 +80,28 @@ def signals_list(
     if not found:
         click.echo("no signals match")
         return
-    width = max(2, *(len(str(s.id)) for s in found))
-    click.echo(
-        f"{'ID':>{width}}  {'PUBLISHED':<10}  {'SCORE':>5}  {'CATEGORY':<10}  {'SOURCE':<16}  TITLE"
+    tz = app.settings.timezone
+    lines = table(
+        ("ID", "PUBLISHED", "SCORE", "CATEGORY", "SOURCE", "TITLE"),
+        (
+            (
+                signal.id,
+                f"{signal.published.astimezone(tz):%Y-%m-%d}",
+                "-" if signal.signal_score is None else signal.signal_score,
+                _cut(signal.category or "-", 16),
+                _cut(signal.source_label or "-", 24),
+                _cut(signal.title, 80),
+            )
+            for signal in found
+        ),
+        right={0, 2},
     )
-    for signal in found:
-        score = "-" if signal.signal_score is None else str(signal.signal_score)
-        tz = app.settings.timezone
-        click.echo(
-            f"{signal.id:>{width}}  {signal.published.astimezone(tz):%Y-%m-%d}  {score:>5}"
-            f"  {(signal.category or '-')[:10]:<10}  {(signal.source_label or '-')[:16]:<16}"
-            f"  {signal.title[:80]}"
-        )
+    click.echo("\n".join(lines))
     click.echo(f"{len(found)} signals")
+
+
+def _cut(text: str, most: int) -> str:
+    return text if len(text) <= most else text[: most - 1] + "…"
 
 
 def _row(app: App, signal_id: int) -> dict[str, object]:

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 import click
 
 from newsletter.cli.base import PARTIAL, App, cli, pass_app
+from newsletter.cli.table import table
 from newsletter.store.subscribers import STATUSES
 
 if TYPE_CHECKING:
@@ -130,8 +131,16 @@ def subscribers_list(
 ) -> None:
     """Subscribers with their status, and the counts by status."""
     rows = app.store.subscribers.list(status=status, search=search, since=since, limit=limit)
-    for row in rows:
-        click.echo(f"{row['id']:>6}  {row['status']:<12} {row['email']}  {row['name'] or ''}")
+    if rows:
+        lines = table(
+            ("ID", "STATUS", "EMAIL", "NAME", "SINCE"),
+            (
+                (r["id"], r["status"], r["email"], r["name"] or "", (r["created_at"] or "")[:10])
+                for r in rows
+            ),
+            right={0},
+        )
+        click.echo("\n".join(lines))
     counts = app.store.subscribers.counts()
     click.echo(f"{len(rows)} shown; " + ", ".join(f"{n} {s}" for s, n in counts.items()))
 
