@@ -127,9 +127,7 @@ def test_a_named_env_file_that_does_not_exist_is_a_usage_error(run, tmp_path: Pa
     assert "does not exist" in result.output
 
 
-def test_the_default_env_file_stays_optional_and_is_read_when_present(
-    run, tmp_path: Path
-) -> None:
+def test_the_default_env_file_stays_optional_and_is_read_when_present(run, tmp_path: Path) -> None:
     assert not (tmp_path / ".env").exists()
     assert run("sources", "list").exit_code == 0
     (tmp_path / ".env").write_text("NEWSLETTER_SENDER=carrier-pigeon\n")

@@ -34,7 +34,8 @@ def test_make_test_installs_the_test_extra_which_carries_render() -> None:
     assert "$(BIN)/pip install --quiet -e '.[test]'" in _stamp_recipe("STAMP")
     extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     assert extras["optional-dependencies"]["render"] == ["playwright>=1.45"]
-    assert "newsletter[render]" in extras["optional-dependencies"]["test"]
+    assert "newsletter[render,ses]" in extras["optional-dependencies"]["test"]
+    assert extras["optional-dependencies"]["ses"] == ["botocore>=1.34"]
     assert not [d for d in extras["dependencies"] if d.startswith("playwright")]
 
 
