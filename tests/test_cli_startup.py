@@ -19,6 +19,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import click
+import click.testing
 import pytest
 
 import newsletter.cli
@@ -205,3 +206,31 @@ def test_nested_groups_are_lazy_and_list_their_lazy_subcommands() -> None:
         for name, (target, help_text) in group.lazy.items():
             loaded = group.get_command(ctx, name)
             assert loaded is not None and loaded.get_short_help_str(1000) == help_text, target
+
+
+def test_a_lazy_subcommand_is_listed_without_import_and_loaded_to_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "elsewhere_cmds.py").write_text(
+        "import click\n\n"
+        "@click.command()\n"
+        "def draft():\n"
+        '    """Draft annotations for new signals. More text here."""\n'
+        '    click.echo("drafted")\n'
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    group = LazyGroup(
+        "signals",
+        lazy={
+            "draft": ("elsewhere_cmds:draft", "Draft annotations for new signals."),
+            "broken": ("elsewhere_cmds:nothing_here", "A line that names no command."),
+        },
+    )
+    runner = click.testing.CliRunner()
+    listing = runner.invoke(group, ["--help"])
+    assert "draft   Draft annotations for new signals." in listing.output
+    assert "elsewhere_cmds" not in sys.modules
+    assert runner.invoke(group, ["draft"]).output == "drafted\n"
+    failed = runner.invoke(group, ["broken"])
+    assert isinstance(failed.exception, RuntimeError)
+    assert "elsewhere_cmds:nothing_here is not a click command" in str(failed.exception)

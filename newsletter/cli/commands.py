@@ -7,7 +7,8 @@ Adding a command: write it in its module (`@cli.command()` or `@cli.group()`, im
 libraries inside the function), then add its line here. The help is the first sentence of the
 command's docstring; `tests/test_cli_startup.py` fails when a line and its command disagree or
 a command has no line. A subcommand living in another module than its group goes in the
-group's own `lazy=` registry the same way (see `signals` in cli/signals.py).
+group's own registry the same way, e.g. in cli/signals.py:
+`@cli.group(lazy={"draft": ("newsletter.cli.editorial:draft", "Draft ...")})`.
 """
 
 from __future__ import annotations
