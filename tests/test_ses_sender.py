@@ -14,6 +14,7 @@ import pytest
 from ses_support import ACCESS_KEY, AUTHORIZATION, REGION, Reply, SesStub
 from test_send_support import WEEK, add_subscribers, ready_week
 
+from newsletter.delivery.deliver import send_dispatch
 from newsletter.delivery.dkim import DkimSigner
 from newsletter.delivery.message import Message
 from newsletter.delivery.senders import SenderUnavailable, UnknownOutcome, make_sender
@@ -269,7 +270,7 @@ def test_send_through_ses_reaches_everyone_once_and_records_their_ids(
     assert base64.b64decode(stub.received[0].body["Content"]["Raw"]["Data"]) == stub.received[0].raw
 
 
-def test_throttling_is_waited_out_then_sent(run, store: Store, settings: Settings) -> None:
+def test_throttling_is_waited_out_then_sent(store: Store, settings: Settings) -> None:
     ready_week(store, settings)
     emails = add_subscribers(store, 3)
     throttled: list[str] = []
@@ -277,25 +278,29 @@ def test_throttling_is_waited_out_then_sent(run, store: Store, settings: Setting
     def reply(to: str, body: dict[str, Any]) -> Reply | None:
         if to == emails[1] and len(throttled) < 2:
             throttled.append(to)
-            return Reply(429, "TooManyRequestsException", "Too many requests", {"Retry-After": "0"})
+            return Reply(429, "TooManyRequestsException", "Slow down", {"Retry-After": "0"})
         return None
 
-    extra = {"NEWSLETTER_RETRY_BACKOFF": "0"}
     with SesStub(reply=reply) as stub:
-        result = run("send", "--week", str(WEEK), "--force", extra_env=stub.env(**extra))
-    assert result.exit_code == 0, result.output
+        ses = _settings(settings, stub, NEWSLETTER_RETRY_BACKOFF="0")
+        with make_sender(ses) as sender:
+            report = send_dispatch(store, ses, sender, WEEK)
+    assert report.ok and report.sent == 3
     assert throttled == [emails[1], emails[1]]
     assert sorted(stub.recipients()) == sorted(emails)
 
 
 def test_refused_credentials_stop_the_run_naming_the_settings(
-    run, store: Store, settings: Settings
+    store: Store, settings: Settings
 ) -> None:
     ready_week(store, settings)
     add_subscribers(store, 40)
     with SesStub(secret="not-the-one-we-sign-with") as stub:
-        result = run("send", "--week", str(WEEK), "--force", extra_env=stub.env())
-    assert result.exit_code in (1, 3)  # the run stops at once (how it exits: deliver.py's call)
-    assert "AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and AWS_SESSION_TOKEN" in result.output
-    assert "stopped before the end" in result.output
+        ses = _settings(settings, stub)
+        with make_sender(ses) as sender:
+            report = send_dispatch(store, ses, sender, WEEK)
+    assert report.stopped and report.sent == 0
+    assert any(
+        "AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and AWS_SESSION_TOKEN" in e for e in report.errors
+    )
     assert len(stub.requests) < 40 and stub.received == []  # it stopped; nothing got through
