@@ -13,14 +13,13 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
 import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
 
-from benchmarks.bench_send import CONNECTIONS, ROOT, _free_port, _message_bytes, _prepare, _send
+from benchmarks.bench_send import CONNECTIONS, _message_bytes, _prepare, _send, _spawn
 
 title = "Sending through Amazon SES (API v2 stub)"
 
@@ -62,22 +61,6 @@ def _stub(port: int) -> None:
     server.daemon_threads = True
     threading.Thread(target=server.serve_forever, daemon=True).start()
     signal.sigwait({signal.SIGTERM, signal.SIGINT})
-
-
-def _spawn() -> tuple[subprocess.Popen[bytes], int]:
-    import socket
-
-    port = _free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "benchmarks.bench_ses", str(port)], cwd=ROOT)
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return proc, port
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.05)
 
 
 def _sender(url: str) -> object:
@@ -161,7 +144,7 @@ def _per_message(url: str, ready: Path) -> tuple[float, float]:
 
 
 def run() -> str:
-    stub, port = _spawn()
+    stub, port = _spawn("stub", "benchmarks.bench_ses")
     url = f"http://127.0.0.1:{port}"
     try:
         with tempfile.TemporaryDirectory() as tmp:
@@ -208,7 +191,7 @@ def _prepare_n(folder: Path) -> Path:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) == 2:
-        _stub(int(sys.argv[1]))
+    if sys.argv[1:2] == ["stub"]:
+        _stub(int(sys.argv[2]))
     else:
         print(run())

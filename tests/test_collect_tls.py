@@ -8,15 +8,11 @@ import subprocess
 import sys
 import threading
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
-from cryptography.x509.oid import NameOID
+from test_send_support import self_signed
 
 from newsletter.signals.collect import collect
 from newsletter.signals.fetch import FetchPolicy
@@ -26,36 +22,11 @@ FEED = (Path(__file__).parent / "fixtures" / "feeds" / "realworld").glob("*.atom
 POLICY = FetchPolicy(read_timeout=5.0, connect_timeout=5.0)
 
 
-def _self_signed(tmp_path: Path) -> tuple[Path, Path]:
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(datetime.now(UTC) - timedelta(days=1))
-        .not_valid_after(datetime.now(UTC) + timedelta(days=1))
-        .sign(key, hashes.SHA256())
-    )
-    cert_file, key_file = tmp_path / "cert.pem", tmp_path / "key.pem"
-    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_file.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return cert_file, key_file
-
-
 @pytest.fixture
 def servers(tmp_path: Path) -> Iterator[tuple[str, str]]:
     """An https feed with a certificate nobody trusts, and an http URL redirecting to it."""
     body = next(iter(FEED)).read_bytes()
-    cert, key = _self_signed(tmp_path)
+    cert, key = self_signed(tmp_path)
 
     class Feed(BaseHTTPRequestHandler):
         def do_GET(self) -> None:

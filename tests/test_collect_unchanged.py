@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from email.utils import formatdate
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -13,6 +14,7 @@ import pytest
 
 import newsletter.signals.parse
 from newsletter.signals.collect import collect
+from newsletter.signals.fetch import FetchPolicy
 from newsletter.store import Store
 
 FEEDS = Path(__file__).parent / "fixtures" / "feeds"
@@ -111,3 +113,43 @@ def test_the_failure_line_names_the_source_once(run, feed_url: str) -> None:
     line = next(line for line in result.output.splitlines() if line.startswith("✗"))
     assert line.startswith("✗ rss-html: not an RSS or Atom feed"), line
     assert line.count("rss-html") == 1
+
+
+class Counting(BaseHTTPRequestHandler):
+    """Answers after a short wait, counting the requests in flight at once, per Host header."""
+
+    lock = threading.Lock()
+    now: ClassVar[dict[str, int]] = {}
+    most: ClassVar[dict[str, int]] = {}
+
+    def do_GET(self) -> None:
+        host = self.headers["Host"].split(":")[0]
+        with self.lock:
+            self.now[host] = self.now.get(host, 0) + 1
+            self.most[host] = max(self.most.get(host, 0), self.now[host])
+        time.sleep(0.05)
+        with self.lock:
+            self.now[host] -= 1
+        self.send_response(304)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_one_host_gets_two_requests_at_a_time_and_hosts_take_turns(store: Store) -> None:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Counting)
+    thread = threading.Thread(target=server.serve_forever, args=(0.02,), daemon=True)
+    thread.start()
+    port = server.server_address[1]
+    try:
+        for n in range(8):
+            store.sources.add(f"a{n}", f"http://127.0.0.1:{port}/a{n}.xml")
+            store.sources.add(f"b{n}", f"http://localhost:{port}/b{n}.xml")
+        report = collect(store, policy=FetchPolicy(concurrency=8))
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert len(report.sources) == 16 and not report.failed
+    assert Counting.most == {"127.0.0.1": 2, "localhost": 2}

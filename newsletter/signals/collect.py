@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from itertools import zip_longest
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from newsletter import __version__
 from newsletter.errors import FeedError
@@ -189,15 +192,24 @@ def _fetch_all(
 ) -> Iterator[tuple[dict[str, Any], Fetched | FeedError]]:
     """Yield each source with its fetched body (or the error) as soon as it arrives."""
 
+    gates: dict[str, threading.BoundedSemaphore] = {}
+    gates_lock = threading.Lock()
+
+    def gate(url: str) -> threading.BoundedSemaphore:
+        host = _host(url)
+        with gates_lock:
+            return gates.setdefault(host, threading.BoundedSemaphore(max(policy.per_host, 1)))
+
     def one(source: dict[str, Any], client: httpx.Client | None) -> Fetched:
         try:
-            return fetch(
-                source["url"],
-                client=client,
-                etag=source.get("etag"),
-                last_modified=source.get("last_modified"),
-                policy=policy,
-            )
+            with gate(source["url"]):
+                return fetch(
+                    source["url"],
+                    client=client,
+                    etag=source.get("etag"),
+                    last_modified=source.get("last_modified"),
+                    policy=policy,
+                )
         except FeedError:
             raise
         except Exception as exc:  # one odd source (a bad URL, a library bug) never stops the rest
@@ -216,7 +228,7 @@ def _fetch_all(
             return
         with ThreadPoolExecutor(max_workers=policy.concurrency) as pool:
             futures: dict[Future[Fetched], dict[str, Any]] = {
-                pool.submit(one, source, client): source for source in sources
+                pool.submit(one, source, client): source for source in _by_turns(sources)
             }
             for future in as_completed(futures):
                 try:
@@ -226,6 +238,22 @@ def _fetch_all(
     finally:
         if client is not None:
             client.close()
+
+
+def _host(url: str) -> str:
+    try:
+        return (urlsplit(url).hostname or "").lower()
+    except ValueError:
+        return ""
+
+
+def _by_turns(sources: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Sources with their hosts taking turns, so workers waiting on one host's limit do not
+    hold back the others."""
+    queues: dict[str, list[dict[str, Any]]] = {}
+    for source in sources:
+        queues.setdefault(_host(source["url"]), []).append(source)
+    return [s for turn in zip_longest(*queues.values()) for s in turn if s is not None]
 
 
 def _is_remote(url: str) -> bool:

@@ -47,6 +47,9 @@ class FetchPolicy:
     max_bytes: int = MAX_BYTES
     max_redirects: int = 5
     concurrency: int = 8
+    #: requests to one host at a time: many feeds of one site (arXiv's categories) are fetched
+    #: politely, and concurrency goes to distinct hosts
+    per_host: int = 2
     user_agent: str = USER_AGENT
 
 
