@@ -176,7 +176,8 @@ def run() -> str:
         f" time {concurrent:.2f} s (the same items land; one signal per item).",
         "",
         "Passes run in one process, as `make bench` does; a fresh `newsletter collect` process "
-        "also pays its imports and, once, the TLS trust store (about 20 ms here).",
+        "also pays its imports and, on its first https request, the TLS trust store (about"
+        " 20 ms here).",
     ]
     return "\n".join(lines) + "\n"
 
