@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import re
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -304,3 +305,11 @@ def test_refused_credentials_stop_the_run_naming_the_settings(
         "AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and AWS_SESSION_TOKEN" in e for e in report.errors
     )
     assert len(stub.requests) < 40 and stub.received == []  # it stopped; nothing got through
+
+
+def test_without_the_ses_extra_the_error_says_how_to_install_it(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "botocore.auth", None)  # as if botocore were missing
+    with SesStub() as stub, pytest.raises(SettingsError, match=r"pip install 'newsletter\[ses\]'"):
+        make_sender(_settings(settings, stub))
