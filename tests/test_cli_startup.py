@@ -184,10 +184,24 @@ def test_every_registry_line_names_its_command_and_help() -> None:
 
 
 def test_every_command_has_a_registry_line() -> None:
+    """A command that only a module's import registers would be missing from a lazy CLI: each
+    top-level one needs its line in cli/commands.py, and a subcommand defined in another module
+    than its group needs one in the group's `lazy=` registry."""
     for module in pkgutil.iter_modules(newsletter.cli.__path__):
         importlib.import_module(f"newsletter.cli.{module.name}")
     missing = sorted(set(cli.commands) - set(COMMANDS))
     assert missing == [], f"add these to newsletter/cli/commands.py: {missing}"
+    for path, group in _groups(cli):
+        home = group.callback.__module__ if group.callback else None
+        strays = {
+            name: command.callback.__module__
+            for name, command in group.commands.items()
+            if group is not cli
+            and command.callback is not None
+            and command.callback.__module__ != home
+            and name not in getattr(group, "lazy", {})
+        }
+        assert strays == {}, f"`{path}`: add these to its lazy= registry in {home}: {strays}"
 
 
 def _groups(group: click.Group, path: str = "newsletter") -> Iterator[tuple[str, click.Group]]:
