@@ -50,6 +50,8 @@ HEAVY = (
     "yaml",
     "botocore",
     "playwright",
+    "numpy",
+    "pandas",
     "newsletter.checks.preflight",
     "newsletter.delivery",
     "newsletter.dispatch.render",
