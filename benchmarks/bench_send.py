@@ -81,11 +81,10 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _spawn(kind: str) -> tuple[subprocess.Popen, int]:
+def _spawn(kind: str, module: str = "benchmarks.bench_send") -> tuple[subprocess.Popen, int]:
+    """`python -m module kind port` in a process of its own, once it listens."""
     port = _free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "benchmarks.bench_send", kind, str(port)], cwd=ROOT
-    )
+    proc = subprocess.Popen([sys.executable, "-m", module, kind, str(port)], cwd=ROOT)
     deadline = time.monotonic() + 20
     while True:
         try:

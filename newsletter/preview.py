@@ -22,7 +22,7 @@ from email_validator import EmailNotValidError, validate_email
 from newsletter.delivery.compose import Composer
 from newsletter.delivery.message import Message
 from newsletter.delivery.senders.base import Sender
-from newsletter.dispatch.build import load_dispatch
+from newsletter.dispatch.build import load_dispatch, no_dispatch
 from newsletter.dispatch.render import frozen_rendering, render_dispatch
 from newsletter.editorial.drafts import draft_mark, overlay
 from newsletter.errors import DispatchError, NewsletterError, SendError
@@ -40,9 +40,7 @@ TEST_PREFIX = "[TEST] "
 def _composer(store: Store, settings: Settings, week: Week, *, drafts: bool = False) -> Composer:
     dispatch = load_dispatch(store, settings, week)
     if dispatch is None:
-        raise DispatchError(
-            f"no dispatch for {week}: run `newsletter dispatch build --week {week}`"
-        )
+        raise no_dispatch(store, settings, week)
     if not dispatch.signals:
         raise DispatchError(f"dispatch {week} has no signals; there is nothing to preview")
     rendered = frozen_rendering(dispatch)

@@ -8,6 +8,8 @@ Each provider is checked the way it documents, before its body is read as events
   the webhook signing key.
 - Resend: Svix headers (svix-id, svix-timestamp, svix-signature "v1,<base64>"), HMAC-SHA256 of
   "id.timestamp.body" with the base64 secret after `whsec_`.
+- SES: SNS messages (`/webhooks/ses`, its own route below): the SNS signature (subscribers/sns.py)
+  from one of NEWSLETTER_SES_SNS_TOPIC_ARNS, each MessageId taken once.
 A provider whose credential is not configured has no webhook (404): nothing unauthenticated
 ever changes a subscriber.
 """
@@ -28,10 +30,11 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import load_der_public_key, load_pem_public_key
-from flask import Blueprint, Request, Response, abort, jsonify, request
+from flask import Blueprint, Request, Response, abort, current_app, jsonify, request
 
 from newsletter.readers.subscriptions import record_provider_event
 from newsletter.settings import Settings
+from subscribers import sns
 from subscribers.app import web
 
 log = logging.getLogger(__name__)
@@ -245,3 +248,106 @@ PROVIDERS: dict[str, Handler] = {
     "mailgun": (lambda s: bool(s.mailgun_webhook_key), _mailgun_verify, _mailgun_parse),
     "resend": (lambda s: bool(s.resend_webhook_secret), _resend_verify, _resend_parse),
 }
+
+
+# --- Amazon SES (through SNS) ----------------------------------------------------------------
+
+
+@blueprint.post("/webhooks/ses")
+def receive_ses() -> tuple[Response, int]:
+    """SES bounce and complaint notifications, delivered by SNS; also SNS's subscription
+    confirmation (confirmed by fetching its SubscribeURL)."""
+    w = web()
+    if not w.settings.ses_topic_arns:
+        abort(404, description="no webhook for 'ses' here")
+    try:
+        message = json.loads(request.get_data())
+        if not isinstance(message, dict):
+            raise ValueError("not an object")
+    except ValueError:
+        return jsonify(ok=False, error="not an SNS message"), 400
+    trust: sns.SnsTrust = current_app.extensions.setdefault("sns", sns.SnsTrust())
+    try:
+        sent_at = _sns_check(w.settings, request, message, trust)
+    except (sns.Refused, Unauthorised) as exc:
+        log.warning("webhook ses refused: %s", exc)
+        return jsonify(ok=False, error="not authorised"), 401
+    kind = message["Type"]
+    if kind == "SubscriptionConfirmation":
+        try:  # a network call: made before the write lock is taken, and harmless twice
+            sns.confirm(message, trust)
+        except sns.Refused as exc:
+            log.warning("webhook ses: subscription not confirmed: %s", exc)
+            return jsonify(ok=False, error="the subscription could not be confirmed"), 502
+    events = _ses_parse(message) if kind == "Notification" else []
+    store = w.store
+    with store.subscribers.writing():
+        key = f"ses:{message.get('MessageId')}"
+        if not store.receipts.first_time(key, sent_at + TOLERANCE_S + 60):
+            log.warning("webhook ses: a replayed delivery (%s) was ignored", key)
+            return jsonify(ok=True, events=len(events), changed=0, replay=True), 200
+        changed = sum(
+            record_provider_event(store, email, status, provider="ses", reason=reason)
+            for email, status, reason in events
+            if isinstance(email, str) and email
+        )
+    if kind == "SubscriptionConfirmation":
+        log.info("webhook ses: confirmed the subscription to %s", message["TopicArn"])
+        return jsonify(ok=True, confirmed=message["TopicArn"]), 200
+    if kind == "UnsubscribeConfirmation":
+        log.warning("webhook ses: SNS unsubscribed this endpoint from %s", message["TopicArn"])
+        return jsonify(ok=True, unsubscribed=message["TopicArn"]), 200
+    return jsonify(ok=True, events=len(events), changed=changed), 200
+
+
+def _sns_check(
+    settings: Settings, req: Request, message: dict[str, Any], trust: sns.SnsTrust
+) -> float:
+    """Everything cheap first (type, topic, age), then the signature; the message's time."""
+    kind = message.get("Type")
+    header = req.headers.get("x-amz-sns-message-type")
+    if header is not None and header != kind:
+        raise Unauthorised(f"x-amz-sns-message-type {header!r} but the body says {kind!r}")
+    if message.get("TopicArn") not in settings.ses_topic_arns:
+        raise Unauthorised(f"TopicArn {message.get('TopicArn')!r} is not one we subscribed to")
+    sent_at = sns.timestamp(message)
+    if abs(time.time() - sent_at) > TOLERANCE_S:
+        raise Unauthorised("timestamp outside the tolerance window")
+    sns.verify(message, trust)
+    return sent_at
+
+
+def _ses_parse(message: dict[str, Any]) -> list[Event]:
+    """SES's notification (`notificationType`) or event publishing (`eventType`) JSON inside
+    the SNS Message: permanent bounces and complaints; everything else is ignored."""
+    try:
+        event = json.loads(message.get("Message") or "")
+    except ValueError:
+        return []
+    if not isinstance(event, dict):
+        return []
+    kind = event.get("notificationType") or event.get("eventType")
+    if kind == "Bounce":
+        bounce = event.get("bounce") or {}
+        if bounce.get("bounceType") != "Permanent":
+            return []
+        return [
+            (
+                str(r.get("emailAddress") or ""),
+                "bounced",
+                str(r.get("diagnosticCode") or bounce.get("bounceSubType") or "Permanent bounce"),
+            )
+            for r in bounce.get("bouncedRecipients") or []
+            if isinstance(r, dict)
+        ]
+    if kind == "Complaint":
+        complaint = event.get("complaint") or {}
+        if complaint.get("complaintFeedbackType") == "not-spam":
+            return []
+        reason = f"SES complaint ({complaint.get('complaintFeedbackType') or 'unspecified'})"
+        return [
+            (str(r.get("emailAddress") or ""), "complained", reason)
+            for r in complaint.get("complainedRecipients") or []
+            if isinstance(r, dict)
+        ]
+    return []

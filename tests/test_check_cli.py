@@ -78,7 +78,8 @@ def test_no_dispatch_is_one_clear_line(run) -> None:
     result = run("check", "--week", "2026-W30")
     assert result.exit_code == 1
     assert result.output.strip() == (
-        "Error: no dispatch for 2026-W30: run `newsletter dispatch build --week 2026-W30`"
+        "Error: no dispatch for 2026-W30 and none for any other week: 2026-W30 has no signals"
+        " to build one from (`newsletter collect` fetches them)"
     )
 
 

@@ -109,10 +109,27 @@ def test_invalid_subscriber_address(run, address: str) -> None:
 def test_send_before_build_names_the_fix(run) -> None:
     result = run("send", "--week", "2026-W24")
     assert result.exit_code == 1
-    assert "newsletter dispatch build --week 2026-W24" in result.output
+    assert "no dispatch for 2026-W24 and none for any other week" in result.output
+    assert "2026-W24 has no signals to build one from (`newsletter collect`" in result.output
 
 
 def test_bad_week(run) -> None:
     result = run("dispatch", "build", "--week", "2026-W60")
     assert result.exit_code == 2
     assert "2026 has no week 60" in result.output
+
+
+def test_a_named_env_file_that_does_not_exist_is_a_usage_error(run, tmp_path: Path) -> None:
+    missing = tmp_path / "nope" / ".env"
+    result = run("--env-file", str(missing), "sources", "list")
+    assert result.exit_code == 2
+    assert "--env-file" in result.output and str(missing) in result.output
+    assert "does not exist" in result.output
+
+
+def test_the_default_env_file_stays_optional_and_is_read_when_present(run, tmp_path: Path) -> None:
+    assert not (tmp_path / ".env").exists()
+    assert run("sources", "list").exit_code == 0
+    (tmp_path / ".env").write_text("NEWSLETTER_SENDER=carrier-pigeon\n")
+    result = run("sources", "list")
+    assert result.exit_code == 1 and "NEWSLETTER_SENDER" in result.output

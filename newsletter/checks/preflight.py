@@ -15,7 +15,7 @@ from newsletter.checks.links import check_links
 from newsletter.checks.lint import check_lint
 from newsletter.checks.parsed import Parsed
 from newsletter.checks.render import check_render, find_chromium
-from newsletter.checks.report import Finding, Report, warning
+from newsletter.checks.report import CHECKS, Finding, Report, warning
 from newsletter.checks.size import check_size
 from newsletter.checks.spam import check_spam, find_spamassassin
 from newsletter.errors import NewsletterError
@@ -23,9 +23,6 @@ from newsletter.preview import sample_message
 from newsletter.settings import Settings
 from newsletter.store import Store
 from newsletter.weeks import Week
-
-#: every check family, in the order they run (`skip` names come from here)
-CHECKS = ("size", "lint", "content", "auth", "spam", "links", "render")
 
 
 @dataclass(frozen=True)

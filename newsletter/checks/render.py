@@ -22,6 +22,11 @@ CHROMIUM_ARGS = [
     "--no-first-run",
 ]
 _INSTALL = "install Chromium (Debian/Ubuntu: sudo apt-get install chromium)"
+#: the `render` extra carries Playwright, which drives that Chromium (it downloads no browser)
+RENDER_EXTRA = (
+    "install the render extra: pip install 'newsletter[render]'"
+    " (in a checkout: .venv/bin/pip install -e '.[render]')"
+)
 
 # How wide the page is, what sticks out, and which text blocks sit side by side.
 _MEASURE = """() => {
@@ -98,7 +103,7 @@ def check_render(html: str, chromium: str | None, screenshots: Path | None = Non
             info(
                 "render",
                 "rendering not checked: the playwright package is not installed",
-                "pip install playwright (it drives the installed Chromium; no browser download)",
+                RENDER_EXTRA,
             )
         ]
     try:

@@ -7,6 +7,9 @@ from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from html import escape
 
+#: every check, in the order they run (`newsletter check --skip NAME`)
+CHECKS = ("size", "lint", "content", "auth", "spam", "links", "render")
+
 
 class Level(StrEnum):
     ERROR = "error"

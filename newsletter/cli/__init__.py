@@ -1,16 +1,6 @@
-"""The `newsletter` command line. Each module registers its commands on the root group."""
+"""The `newsletter` command line: the root group in cli/base.py, its commands listed in
+cli/commands.py and imported only when one runs."""
 
-from newsletter.cli import (  # noqa: F401  (imported to register their commands)
-    check,
-    collect,
-    demo,
-    dispatch,
-    editorial,
-    send,
-    serve,
-    signals,
-    subscribers,
-)
 from newsletter.cli.base import cli
 
 __all__ = ["cli", "main"]

@@ -3,26 +3,34 @@
 Commands parse arguments, call the library once, and turn its errors into one-line messages.
 Exit codes: 0 done, 1 error (nothing changed), 2 usage error, 3 partly done (some sources or
 deliveries failed; the rest landed).
+
+Nothing here imports more than click and the ground floor's errors at module level: this module
+is loaded by every command, `--help` included (see cli/commands.py for why that matters).
 """
 
 from __future__ import annotations
 
-import logging
 import sys
 from collections.abc import Callable
 from functools import cached_property, update_wrapper
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from newsletter import __version__
+from newsletter.cli.commands import COMMANDS
+from newsletter.cli.lazy import LazyGroup
 from newsletter.errors import NewsletterError
-from newsletter.settings import Settings, load_settings
-from newsletter.store import Store
-from newsletter.weeks import Week
+
+if TYPE_CHECKING:
+    from newsletter.settings import Settings
+    from newsletter.store import Store
+    from newsletter.weeks import Week
 
 PARTIAL = 3
+#: read when present; naming another file with --env-file makes it required
+DEFAULT_ENV_FILE = Path(".env")
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -37,6 +45,8 @@ class App:
 
     @cached_property
     def settings(self) -> Settings:
+        from newsletter.settings import load_settings
+
         settings = load_settings(env_file=self.env_file)
         if self.db_override is not None:
             settings = settings.replace(db=self.db_override)
@@ -45,15 +55,19 @@ class App:
     @property
     def store(self) -> Store:
         if self._store is None:
+            from newsletter.store import Store
+
             self._store = Store.open(self.settings.db)
         return self._store
 
     def week(self, text: str | None) -> Week:
         """The week asked for, or the current ISO week in the publication's timezone."""
-        from newsletter.dispatch.build import current_week
+        from datetime import UTC, datetime
+
+        from newsletter.weeks import Week
 
         if text is None:
-            return current_week(self.settings)
+            return Week.containing(datetime.now(UTC), self.settings.timezone)
         try:
             return Week.parse(text)
         except ValueError as exc:
@@ -65,7 +79,7 @@ class App:
             self._store = None
 
 
-class Root(click.Group):
+class Root(LazyGroup):
     """Turns every NewsletterError into one line on stderr and exit code 1."""
 
     def invoke(self, ctx: click.Context) -> Any:
@@ -76,6 +90,8 @@ class Root(click.Group):
 
 
 def _logging(verbose: int, quiet: bool, level_name: str) -> None:
+    import logging
+
     level = logging.WARNING if quiet else logging.DEBUG if verbose else None
     logging.basicConfig(
         level=level or getattr(logging, level_name.upper(), logging.INFO),
@@ -85,14 +101,16 @@ def _logging(verbose: int, quiet: bool, level_name: str) -> None:
     logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
-@click.group(cls=Root, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(
+    cls=Root,
+    lazy=COMMANDS,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
 @click.version_option(__version__, prog_name="newsletter")
 @click.option(
     "--env-file",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=".env",
-    show_default=True,
-    help="Settings file read before the environment (optional).",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help=f"Settings file read before the environment (default: {DEFAULT_ENV_FILE}, if present).",
 )
 @click.option(
     "--db",
@@ -102,9 +120,11 @@ def _logging(verbose: int, quiet: bool, level_name: str) -> None:
 @click.option("-v", "--verbose", count=True, help="Log more (debug).")
 @click.option("-q", "--quiet", is_flag=True, help="Log only warnings and errors.")
 @click.pass_context
-def cli(ctx: click.Context, env_file: Path, db: Path | None, verbose: int, quiet: bool) -> None:
+def cli(
+    ctx: click.Context, env_file: Path | None, db: Path | None, verbose: int, quiet: bool
+) -> None:
     """A weekly email newsletter pipeline: collect signals, build the dispatch, send it."""
-    app = App(env_file, db)
+    app = App(env_file or DEFAULT_ENV_FILE, db)
     ctx.obj = app
     ctx.call_on_close(app.close)
     try:
@@ -112,6 +132,10 @@ def cli(ctx: click.Context, env_file: Path, db: Path | None, verbose: int, quiet
     except NewsletterError:
         level = "info"  # the command itself reports the bad setting
     _logging(verbose, quiet, level)
+
+
+#: groups made with `@cli.group()` (and their own `.group()`) are lazy too
+Root.group_class = type
 
 
 def pass_app(f: F) -> F:

@@ -7,9 +7,7 @@ from pathlib import Path
 
 import click
 
-from newsletter.checks import check_message, sample_message
-from newsletter.checks.auth import keygen
-from newsletter.checks.preflight import CHECKS
+from newsletter.checks.report import CHECKS
 from newsletter.cli.base import App, cli, pass_app, week_option
 
 
@@ -59,6 +57,8 @@ def check(
     (warnings allowed), 1 when any check reports an error.
     """
 
+    from newsletter.checks import check_message, sample_message
+
     def progress(step: str) -> None:
         click.echo(f"... {step}", err=True)
 
@@ -101,6 +101,8 @@ def dkim() -> None:
 )
 def dkim_keygen(selector: str, domain: str, out_dir: Path, bits: str) -> None:
     """Write a DKIM key pair and print the DNS TXT record to publish. Never overwrites a key."""
+    from newsletter.checks.auth import keygen
+
     pair = keygen(selector, domain, out_dir, bits=int(bits))
     click.echo(f"private key: {pair.key_file} (keep it secret; mode 0600)")
     click.echo(f"publish this DNS TXT record (also in {pair.record_file}):")

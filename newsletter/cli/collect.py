@@ -5,15 +5,16 @@ from __future__ import annotations
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from newsletter.cli.base import PARTIAL, App, cli, pass_app
+from newsletter.cli.table import table
 from newsletter.errors import FeedError
-from newsletter.signals.collect import SourceResult
-from newsletter.signals.collect import collect as run_collect
-from newsletter.signals.fetch import policy_from
-from newsletter.signals.sources_file import check_source, load_sources
+
+if TYPE_CHECKING:
+    from newsletter.signals.collect import SourceResult
 
 
 @cli.command()
@@ -60,6 +61,9 @@ def collect(app: App, names: tuple[str, ...]) -> None:
     Sources are fetched concurrently; each line appears as its source lands. A broken source
     is reported with its reason and skipped; the others still land. Exit code 3 when any failed.
     """
+
+    from newsletter.signals.collect import collect as run_collect
+    from newsletter.signals.fetch import policy_from
 
     def progress(result: SourceResult) -> None:
         click.echo(_line(result), err=bool(result.error))
@@ -118,6 +122,8 @@ def sources() -> None:
 @pass_app
 def sources_add(app: App, name: str, url: str, category: str | None, label: str | None) -> None:
     """Add a source (an http(s) feed URL, a file: URL or a path), or update one by NAME."""
+    from newsletter.signals.sources_file import check_source
+
     check_source(name, url, category, label)
     existed = app.store.sources.get(name) is not None
     app.store.sources.add(name, url, category=category, label=label)
@@ -133,6 +139,8 @@ def sources_load(app: App, path: Path, prune: bool) -> None:
 
     The whole file is checked first; one bad entry and nothing changes.
     """
+    from newsletter.signals.sources_file import load_sources
+
     report = load_sources(app.store, path, prune=prune)
     click.echo(
         f"{path}: {len(report.added)} added, {len(report.updated)} updated"
@@ -149,21 +157,29 @@ def sources_list(app: App) -> None:
         click.echo("no sources yet: add one with `newsletter sources add NAME URL`")
         return
     counts = app.store.sources.signal_counts()
-    width = max(len("NAME"), *(len(r["name"]) for r in rows))
-    click.echo(
-        f"{'NAME':<{width}}  {'STATE':<8}  {'LAST FETCH (UTC)':<19}  {'STATUS':<16}"
-        f"  {'ITEMS':>5}  {'SIGNALS':>7}  {'ERRORS':>6}  URL"
+    lines = table(
+        ("NAME", "STATE", "LAST FETCH (UTC)", "STATUS", "ITEMS", "SIGNALS", "ERRORS", "URL"),
+        (
+            (
+                row["name"],
+                "enabled" if row["enabled"] else "disabled",
+                (row["last_fetched_at"] or "never")[:19].replace("T", " "),
+                row["last_status"] or "-",
+                row["item_count"],
+                counts.get(row["id"], 0),
+                row["consecutive_errors"],
+                row["url"],
+            )
+            for row in rows
+        ),
+        right={4, 5, 6},
     )
-    for row in rows:
-        state = "enabled" if row["enabled"] else "disabled"
-        fetched = (row["last_fetched_at"] or "never")[:19].replace("T", " ")
-        click.echo(
-            f"{row['name']:<{width}}  {state:<8}  {fetched:<19}  {row['last_status'] or '-':<16}"
-            f"  {row['item_count']:>5}  {counts.get(row['id'], 0):>7}"
-            f"  {row['consecutive_errors']:>6}  {row['url']}"
-        )
+    click.echo(lines[0])
+    indent = " " * lines[0].index("STATE")  # under the row's state, like a note on it
+    for row, line in zip(rows, lines[1:], strict=True):
+        click.echo(line)
         if row["last_error"] and row["last_status"] == "error":
-            click.echo(f"{'':<{width}}  last error: {row['last_error']}")
+            click.echo(f"{indent}last error: {row['last_error']}")
 
 
 def _toggle(app: App, names: tuple[str, ...], enabled: bool) -> None:

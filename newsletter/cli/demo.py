@@ -7,7 +7,6 @@ from pathlib import Path
 import click
 
 from newsletter.cli.base import App, cli, pass_app
-from newsletter.demo import run_demo
 
 
 @cli.command()
@@ -26,6 +25,8 @@ def demo(app: App, preview_path: Path) -> None:
     Writes the database (NEWSLETTER_DB), preview.html and the outbox under the current folder.
     Running it again changes nothing: the dispatch was sent, and nobody gets a second copy.
     """
+    from newsletter.demo import run_demo
+
     settings = app.settings.replace(sender="file")
     result = run_demo(settings, preview_path)
     click.echo(

@@ -3,26 +3,17 @@
 from __future__ import annotations
 
 import sys
-import webbrowser
 from pathlib import Path
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 import click
 
 from newsletter.cli.base import App, cli, pass_app, week_option
-from newsletter.dispatch.archive import build_archive
-from newsletter.dispatch.build import approve, build_dispatch, choose, edit_text, load_dispatch
-from newsletter.errors import DispatchError
-from newsletter.models import Dispatch
-from newsletter.preview import (
-    live_renderer,
-    make_preview_server,
-    preview_message,
-    send_test,
-    write_preview,
-)
-from newsletter.settings import Settings, load_settings
-from newsletter.weeks import Week
+
+if TYPE_CHECKING:
+    from newsletter.models import Dispatch
+    from newsletter.settings import Settings
+    from newsletter.weeks import Week
 
 
 @cli.group()
@@ -54,6 +45,8 @@ def dispatch_build(app: App, week_text: str | None) -> None:
     Building again refreshes the draft and keeps the editor's pins, drops and texts; a sent
     dispatch is frozen and refuses. An empty week is not an error: nothing will be sent.
     """
+    from newsletter.dispatch.build import build_dispatch
+
     _summary(build_dispatch(app.store, app.settings, app.week(week_text)))
 
 
@@ -69,6 +62,8 @@ signal_ids_argument = click.argument(
 @pass_app
 def dispatch_pin(app: App, signal_ids: tuple[int, ...], undo: bool, week_text: str | None) -> None:
     """Always include these signals (IDs from `signals list`), whatever their score."""
+    from newsletter.dispatch.build import choose
+
     built = choose(app.store, app.settings, app.week(week_text), signal_ids, pin=True, undo=undo)
     click.echo(f"{'unpinned' if undo else 'pinned'}: {', '.join(map(str, signal_ids))}")
     _summary(built)
@@ -81,6 +76,8 @@ def dispatch_pin(app: App, signal_ids: tuple[int, ...], undo: bool, week_text: s
 @pass_app
 def dispatch_drop(app: App, signal_ids: tuple[int, ...], undo: bool, week_text: str | None) -> None:
     """Leave these signals out of the dispatch (a rebuild keeps them out)."""
+    from newsletter.dispatch.build import choose
+
     built = choose(app.store, app.settings, app.week(week_text), signal_ids, drop=True, undo=undo)
     click.echo(f"{'restored' if undo else 'dropped'}: {', '.join(map(str, signal_ids))}")
     _summary(built)
@@ -106,6 +103,8 @@ def dispatch_set(
     week_text: str | None,
 ) -> None:
     """Set the subject, preheader or editor's note; a rebuild keeps them."""
+    from newsletter.dispatch.build import edit_text
+
     if note is not None and note_file is not None:
         raise click.UsageError("give --note or --note-file, not both")
     if note_file is not None:
@@ -130,12 +129,12 @@ def dispatch_set(
 @pass_app
 def dispatch_show(app: App, week_text: str | None) -> None:
     """The dispatch's status, texts and signals by section, with the editor's pins and drops."""
+    from newsletter.dispatch.build import load_dispatch, no_dispatch
+
     week = app.week(week_text)
     shown = load_dispatch(app.store, app.settings, week)
     if shown is None:
-        raise DispatchError(
-            f"no dispatch for {week}: run `newsletter dispatch build --week {week}`"
-        )
+        raise no_dispatch(app.store, app.settings, week)
     pinned, dropped = app.store.dispatches.editor_choices(shown.id)
     click.echo(f"dispatch {shown.week} · issue {_number(shown)} · {shown.status}")
     click.echo(f"subject:   {shown.subject}")
@@ -159,6 +158,8 @@ def dispatch_show(app: App, week_text: str | None) -> None:
 @pass_app
 def dispatch_approve(app: App, week_text: str | None) -> None:
     """Mark the draft ready to send (`weekly` sends only approved dispatches)."""
+    from newsletter.dispatch.build import approve
+
     approved = approve(app.store, app.settings, app.week(week_text))
     click.echo(f"dispatch {approved.week} approved: {len(approved.signals)} signals")
 
@@ -212,6 +213,8 @@ def preview(
     Machine drafts that wait for review are shown in place, each card marked as a draft, in
     the file, the live view and --text (never in a test message, nor for readers).
     """
+    from newsletter.preview import preview_message, send_test, write_preview
+
     week = app.week(week_text)
     drafts = not no_drafts
     if dry_run and not to:
@@ -233,10 +236,15 @@ def preview(
     path = write_preview(app.store, app.settings, week, output, drafts=drafts)
     click.echo(f"preview: {path}")
     if open_:
+        import webbrowser
+
         webbrowser.open(path.as_uri())
 
 
 def _serve(app: App, week: Week, port: int, open_: bool, drafts: bool) -> None:
+    from newsletter.preview import live_renderer, make_preview_server
+    from newsletter.settings import load_settings
+
     def settings() -> Settings:  # re-read .env on every render, so a changed setting shows
         fresh = load_settings(env_file=app.env_file)
         return fresh.replace(db=app.settings.db)
@@ -251,6 +259,8 @@ def _serve(app: App, week: Week, port: int, open_: bool, drafts: bool) -> None:
     )
     click.echo(f"preview: {server.url}  (Ctrl-C stops)", err=True)
     if open_:
+        import webbrowser
+
         webbrowser.open(server.url)
     try:
         server.serve_forever(poll_interval=0.5)
@@ -276,5 +286,7 @@ def archive() -> None:
 @pass_app
 def archive_build(app: App, output: Path | None) -> None:
     """Write the static archive: an index, one page per sent dispatch, an RSS feed."""
+    from newsletter.dispatch.archive import build_archive
+
     folder, count = build_archive(app.store, app.settings, output)
     click.echo(f"archive: {folder} ({count} issue{'s' if count != 1 else ''})")

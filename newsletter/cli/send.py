@@ -10,16 +10,15 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from newsletter.cli.base import PARTIAL, App, cli, pass_app, week_option
-from newsletter.delivery.deliver import DeliveryReport, Progress, ProgressCallback, send_dispatch
-from newsletter.delivery.senders import make_sender
-from newsletter.dispatch.archive import publish_after_send
-from newsletter.errors import DispatchError
-from newsletter.weekly import cron_line, run_weekly, systemd_units
-from newsletter.weeks import Week
+
+if TYPE_CHECKING:
+    from newsletter.delivery.deliver import DeliveryReport, Progress, ProgressCallback
+    from newsletter.weeks import Week
 
 log = logging.getLogger("newsletter.send")
 
@@ -198,6 +197,10 @@ def send(
     started again. Exit code 0 when everyone was reached, 3 when some deliveries failed, are
     unknown or the run was stopped, 1 when nothing could be sent.
     """
+    from newsletter.delivery.deliver import send_dispatch
+    from newsletter.delivery.senders import make_sender
+    from newsletter.dispatch.archive import publish_after_send
+
     week = app.week(week_text)
     preflight(app, week, force=force, dry_run=dry_run, unapproved=force_unapproved)
     quiet = logging.getLogger().getEffectiveLevel() > logging.INFO
@@ -219,9 +222,9 @@ def send(
             progress=progress,
             stop=stop,
         )
+    if not dry_run and not report.already_sent:
+        publish_after_send(app.store, app.settings, week)  # logs; so before the summary
     _summary(report)
-    if not dry_run:
-        publish_after_send(app.store, app.settings, week)
     if not report.ok:
         sys.exit(PARTIAL)
 
@@ -247,6 +250,9 @@ def weekly(
     Sends when the editor approved the dispatch, or when NEWSLETTER_AUTO_APPROVE is set. Safe
     to run twice (a sent dispatch is left alone) and after a crash (the send resumes).
     """
+    from newsletter.delivery.senders import make_sender
+    from newsletter.weekly import cron_line, run_weekly, systemd_units
+
     if print_cron or print_systemd:
         workdir, executable = Path.cwd(), _executable()
         env_file = app.env_file.resolve() if app.env_file and app.env_file.is_file() else None
@@ -293,10 +299,12 @@ def _executable() -> Path:
 @pass_app
 def deliveries(app: App, week_text: str | None, limit: int) -> None:
     """Counts by status for the week's dispatch, and the failures with their reasons."""
+    from newsletter.dispatch.build import no_dispatch
+
     week = app.week(week_text)
     row = app.store.dispatches.get(str(week))
     if row is None:
-        raise DispatchError(f"no dispatch for {week}")
+        raise no_dispatch(app.store, app.settings, week)
     counts = app.store.deliveries.counts(row["id"])
     click.echo(f"dispatch {week} ({row['status']}): {sum(counts.values())} deliveries")
     for status, count in counts.items():

@@ -4,24 +4,40 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from newsletter.cli.base import App, cli, pass_app, week_option
-from newsletter.editorial.drafts import accept_edited, edit_form
+from newsletter.cli.table import table
 from newsletter.errors import AnnotationError, NewsletterError
-from newsletter.signals.annotations import (
-    ImportReport,
-    edit_text,
-    export_signals,
-    import_annotations,
-    markdown_name,
-    to_markdown,
-    to_record,
+
+if TYPE_CHECKING:
+    from newsletter.signals.annotations import ImportReport
+
+
+@cli.group(
+    lazy={
+        "draft": (
+            "newsletter.cli.editorial:signals_draft",
+            "Ask a language model for the editorial read of the week's unannotated signals.",
+        ),
+        "accept": (
+            "newsletter.cli.editorial:signals_accept",
+            "Accept the waiting drafts of these signals: their fields fill the signal's empty"
+            " ones.",
+        ),
+        "reject": (
+            "newsletter.cli.editorial:signals_reject",
+            "Reject the waiting drafts of these signals (they are not drafted again unless"
+            " `signals draft --redraft`).",
+        ),
+        "rank": (
+            "newsletter.cli.editorial:signals_rank",
+            "The ranker that learns what this editor scores highly: its version and quality.",
+        ),
+    }
 )
-
-
-@cli.group()
 def signals() -> None:
     """Signals: import and export the editor's annotations, list, show and edit them."""
 
@@ -54,6 +70,8 @@ def signals_import(app: App, files: tuple[Path, ...], dry_run: bool) -> None:
     url are needed). Every file is validated first; one bad field anywhere and nothing is
     written. Folders are read for their .md, .json and .jsonl files.
     """
+    from newsletter.signals.annotations import import_annotations
+
     paths: list[Path] = []
     for path in files:
         if path.is_dir():
@@ -121,23 +139,31 @@ def signals_list(
         click.echo("no signals match")
         return
     waiting = set(app.store.drafts.pending_for(s.id for s in found))
-    width = max(2, *(len(str(s.id)) for s in found))
-    pred = "  PRED" if ranked else ""
-    click.echo(
-        f"{'ID':>{width}}  {'PUBLISHED':<10}  {'SCORE':>5}{pred}  D  {'CATEGORY':<10}"
-        f"  {'SOURCE':<16}  TITLE"
+    tz = app.settings.timezone
+    header = ("ID", "PUBLISHED", "SCORE", *(("PRED",) if ranked else ()), "D", "CATEGORY")
+    lines = table(
+        (*header, "SOURCE", "TITLE"),
+        (
+            (
+                signal.id,
+                f"{signal.published.astimezone(tz):%Y-%m-%d}",
+                "-" if signal.signal_score is None else signal.signal_score,
+                *((f"{predicted[signal.id]:.0f}",) if ranked else ()),
+                "D" if signal.id in waiting else "",
+                _cut(signal.category or "-", 16),
+                _cut(signal.source_label or "-", 24),
+                _cut(signal.title, 80),
+            )
+            for signal in found
+        ),
+        right={0, 2, 3} if ranked else {0, 2},
     )
-    for signal in found:
-        score = "-" if signal.signal_score is None else str(signal.signal_score)
-        guess = f"  {predicted[signal.id]:>4.0f}" if ranked else ""
-        mark = "D" if signal.id in waiting else " "
-        tz = app.settings.timezone
-        click.echo(
-            f"{signal.id:>{width}}  {signal.published.astimezone(tz):%Y-%m-%d}  {score:>5}{guess}"
-            f"  {mark}  {(signal.category or '-')[:10]:<10}"
-            f"  {(signal.source_label or '-')[:16]:<16}  {signal.title[:80]}"
-        )
+    click.echo("\n".join(lines))
     click.echo(f"{len(found)} signals")
+
+
+def _cut(text: str, most: int) -> str:
+    return text if len(text) <= most else text[: most - 1] + "…"
 
 
 def _row(app: App, signal_id: int) -> dict[str, object]:
@@ -152,6 +178,8 @@ def _row(app: App, signal_id: int) -> dict[str, object]:
 @pass_app
 def signals_show(app: App, signal_id: int) -> None:
     """Every field of one signal, in the order of the annotation files."""
+    from newsletter.signals.annotations import to_record
+
     row = _row(app, signal_id)
     click.echo(f"id: {row['id']}")
     for name, value in to_record(row).items():
@@ -206,6 +234,9 @@ def signals_edit(app: App, signal_id: int) -> None:
     another edit; nothing is written until it is valid. A machine draft waiting for review
     fills the empty fields, marked in a comment; saving the form accepts it.
     """
+    from newsletter.editorial.drafts import accept_edited, edit_form
+    from newsletter.signals.annotations import edit_text
+
     text, drafted = edit_form(_row(app, signal_id), app.store.drafts.pending(signal_id))
     while True:
         edited = click.edit(text, extension=".md", require_save=True)
@@ -249,6 +280,8 @@ def signals_export(
     app: App, week_text: str | None, category: str | None, fmt: str, output: Path | None
 ) -> None:
     """Export signals in the import's own format; importing the export changes nothing."""
+    from newsletter.signals.annotations import export_signals, markdown_name, to_markdown
+
     filters: dict[str, object] = {"category": category}
     if week_text is not None:
         start, end = app.week(week_text).bounds(app.settings.timezone)

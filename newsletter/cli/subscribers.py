@@ -5,23 +5,16 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from newsletter.cli.base import PARTIAL, App, cli, pass_app
-from newsletter.delivery.senders import make_sender
-from newsletter.readers.notices import send_notices
-from newsletter.readers.subscriptions import (
-    Notice,
-    add_subscriber,
-    erase,
-    export_csv,
-    find,
-    import_csv,
-    remove,
-    reset,
-)
+from newsletter.cli.table import table
 from newsletter.store.subscribers import STATUSES
+
+if TYPE_CHECKING:
+    from newsletter.readers.subscriptions import Notice
 
 
 @cli.group()
@@ -33,6 +26,9 @@ def _mail_notices(app: App, notices: list[Notice]) -> None:
     """Confirmation mails for new pending subscribers, through the configured sender."""
     if not notices:
         return
+    from newsletter.delivery.senders import make_sender
+    from newsletter.readers.notices import send_notices
+
     with (
         make_sender(app.settings) as sender,
         click.progressbar(length=len(notices), label="confirmation mails", file=sys.stderr) as bar,
@@ -56,6 +52,8 @@ def _mail_notices(app: App, notices: list[Notice]) -> None:
 @pass_app
 def subscribers_add(app: App, email: str, name: str | None, confirmed: bool) -> None:
     """Add a subscriber: pending, with a confirmation mail, unless --confirmed."""
+    from newsletter.readers.subscriptions import add_subscriber
+
     result = add_subscriber(app.store, email, name=name, confirmed=confirmed)
     sub = result.subscriber
     if result.outcome == "refused":
@@ -77,6 +75,8 @@ def subscribers_import(
     app: App, file: Path, email_column: str, name_column: str, confirmed: bool, dry_run: bool
 ) -> None:
     """Import a CSV file. Never re-subscribes anyone who unsubscribed, bounced or complained."""
+    from newsletter.readers.subscriptions import import_csv
+
     report = import_csv(
         app.store,
         file,
@@ -108,6 +108,8 @@ def subscribers_import(
 @pass_app
 def subscribers_export(app: App, status: str | None, output: Path | None) -> None:
     """Write subscribers as CSV, with their consent records."""
+    from newsletter.readers.subscriptions import export_csv
+
     if output is None:
         export_csv(app.store, sys.stdout, status=status)
         return
@@ -129,8 +131,16 @@ def subscribers_list(
 ) -> None:
     """Subscribers with their status, and the counts by status."""
     rows = app.store.subscribers.list(status=status, search=search, since=since, limit=limit)
-    for row in rows:
-        click.echo(f"{row['id']:>6}  {row['status']:<12} {row['email']}  {row['name'] or ''}")
+    if rows:
+        lines = table(
+            ("ID", "STATUS", "EMAIL", "NAME", "SINCE"),
+            (
+                (r["id"], r["status"], r["email"], r["name"] or "", (r["created_at"] or "")[:10])
+                for r in rows
+            ),
+            right={0},
+        )
+        click.echo("\n".join(lines))
     counts = app.store.subscribers.counts()
     click.echo(f"{len(rows)} shown; " + ", ".join(f"{n} {s}" for s, n in counts.items()))
 
@@ -140,6 +150,8 @@ def subscribers_list(
 @pass_app
 def subscribers_show(app: App, email: str) -> None:
     """One subscriber: status, consent record and the history of changes."""
+    from newsletter.readers.subscriptions import find
+
     row = find(app.store, email)
     for key in ("email", "name", "status", "created_at", "confirmed_at", "unsubscribed_at"):
         click.echo(f"{key + ':':<17}{row[key] or ''}")
@@ -157,6 +169,8 @@ def subscribers_show(app: App, email: str) -> None:
 @pass_app
 def subscribers_remove(app: App, email: str) -> None:
     """Unsubscribe an address (kept, so it is never mailed or imported again)."""
+    from newsletter.readers.subscriptions import remove
+
     before = remove(app.store, email)
     if before in ("pending", "active"):
         click.echo(f"{email}: unsubscribed")
@@ -171,6 +185,8 @@ def subscribers_remove(app: App, email: str) -> None:
 def subscribers_erase(app: App, email: str, yes: bool) -> None:
     """Delete everything about a person (right to erasure), keeping only a hash of the address
     so that no import re-subscribes them."""
+    from newsletter.readers.subscriptions import erase, find
+
     find(app.store, email)
     if not yes:
         click.confirm(f"Erase {email} and their history? This cannot be undone", abort=True)
@@ -183,5 +199,7 @@ def subscribers_erase(app: App, email: str, yes: bool) -> None:
 @pass_app
 def subscribers_reset(app: App, email: str) -> None:
     """Clear a bounce or complaint so the address is mailed again (operator's decision)."""
+    from newsletter.readers.subscriptions import reset
+
     status = reset(app.store, email)
     click.echo(f"{email}: {status}")

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from newsletter.delivery.compose import Composer
 from newsletter.delivery.message import Message
 from newsletter.delivery.senders.base import Sender, SenderUnavailable, SendResult, UnknownOutcome
-from newsletter.dispatch.build import load_dispatch
+from newsletter.dispatch.build import load_dispatch, no_dispatch
 from newsletter.dispatch.render import Rendered, frozen_rendering, render_dispatch
 from newsletter.errors import DispatchError, PermanentSendError, SendError, TemporarySendError
 from newsletter.models import Dispatch, Subscriber
@@ -190,9 +190,7 @@ def _checked_dispatch(
     """The dispatch to send, None when it was sent already, or an error saying why not."""
     dispatch = load_dispatch(store, settings, week)
     if dispatch is None:
-        raise DispatchError(
-            f"no dispatch for {week}: run `newsletter dispatch build --week {week}`"
-        )
+        raise no_dispatch(store, settings, week)
     if dispatch.status == "sent" and not resend:
         return None
     if not dispatch.signals:

@@ -39,10 +39,23 @@ _CANON = CanonicalizationPolicy.from_c_value(b"relaxed/simple")
 class DkimSigner:
     """Signs whole RFC 5322 messages (bytes, CRLF line ends) for one domain and selector."""
 
-    def __init__(self, key: rsa.RSAPrivateKey, selector: str, domain: str) -> None:
+    def __init__(
+        self,
+        key: rsa.RSAPrivateKey,
+        selector: str,
+        domain: str,
+        headers: tuple[str, ...] = SIGNED_HEADERS,
+    ) -> None:
         self.key = key
         self.selector = selector.encode("ascii")
         self.domain = domain.encode("ascii")
+        self.headers = tuple(h.lower().encode("ascii") for h in headers)
+
+    def without(self, *names: str) -> DkimSigner:
+        """The same key, not signing these headers (a relay that rewrites them: SES sets its
+        own Message-ID and Date, so a signature over them would break on the way)."""
+        kept = tuple(h.decode("ascii") for h in self.headers if h.decode("ascii") not in names)
+        return DkimSigner(self.key, self.selector.decode(), self.domain.decode(), kept)
 
     @classmethod
     def from_file(cls, path: Path, selector: str, domain: str) -> DkimSigner:
@@ -77,7 +90,7 @@ class DkimSigner:
         head, sep, body = message.partition(b"\r\n\r\n")
         headers, _ = dkim.rfc822_parse(head + b"\r\n\r\n")
         present = {name.lower() for name, _ in headers}
-        include = [h.encode("ascii") for h in SIGNED_HEADERS if h.encode("ascii") in present]
+        include = [h for h in self.headers if h in present]
         # "simple" body: trailing empty lines dropped, one CRLF at the end
         canonical_body = body.rstrip(b"\r\n") + b"\r\n" if sep else b"\r\n"
         body_hash = base64.b64encode(hashlib.sha256(canonical_body).digest())

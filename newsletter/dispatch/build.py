@@ -23,6 +23,28 @@ def current_week(settings: Settings, now: datetime | None = None) -> Week:
     return Week.containing(now or datetime.now(UTC), settings.timezone)
 
 
+def no_dispatch(store: Store, settings: Settings, week: Week) -> DispatchError:
+    """The error for a week that has no dispatch: which weeks have one and how to pick one
+    (`--week`), and whether this week has signals to build one from."""
+    others = [row for row in store.dispatches.list() if row["week"] != str(week)]
+    start, end = week.bounds(settings.timezone)
+    has_signals = bool(store.signals.list(start=start, end=end))
+    build = f"`newsletter dispatch build --week {week}`"
+    here = (
+        f"build it with {build}"
+        if has_signals
+        else f"{week} has no signals to build one from (`newsletter collect` fetches them)"
+    )
+    if not others:
+        return DispatchError(f"no dispatch for {week} and none for any other week: {here}")
+    shown = ", ".join(f"{row['week']} ({row['status']})" for row in others[:5])
+    more = f" and {len(others) - 5} more" if len(others) > 5 else ""
+    return DispatchError(
+        f"no dispatch for {week}; dispatches exist for {shown}{more}:"
+        f" pick one with --week {others[0]['week']}" + (f", or {here}" if has_signals else "")
+    )
+
+
 def build_dispatch(store: Store, settings: Settings, week: Week) -> Dispatch:
     """Create or refresh the week's draft; a sent dispatch is frozen and refuses."""
     row = store.dispatches.get(str(week))
@@ -94,9 +116,7 @@ def load_dispatch(store: Store, settings: Settings, week: Week) -> Dispatch | No
 def approve(store: Store, settings: Settings, week: Week) -> Dispatch:
     dispatch = load_dispatch(store, settings, week)
     if dispatch is None:
-        raise DispatchError(
-            f"no dispatch for {week}: run `newsletter dispatch build --week {week}`"
-        )
+        raise no_dispatch(store, settings, week)
     if dispatch.status in ("sending", "sent"):
         raise DispatchError(f"dispatch {week} is already {dispatch.status}")
     if not dispatch.signals:

@@ -122,6 +122,23 @@ def _published(value: Any, where: str) -> datetime:
     return moment.astimezone(UTC)
 
 
+class InvalidAnnotations(AnnotationError):
+    """Every problem found, each naming file, line and field, so the editor fixes them in one
+    pass instead of one per import."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        if len(problems) == 1:
+            super().__init__(problems[0])
+        else:
+            listed = "".join(f"\n  {problem}" for problem in problems)
+            super().__init__(f"{len(problems)} problems (nothing was written):{listed}")
+
+
+def _problems(exc: AnnotationError) -> list[str]:
+    return exc.problems if isinstance(exc, InvalidAnnotations) else [str(exc)]
+
+
 def validate(
     raw: dict[str, Any],
     where: str,
@@ -130,7 +147,8 @@ def validate(
 ) -> dict[str, Any]:
     """Check every field; return values keyed by the store's column names.
 
-    `lines` gives each field's line in `file` (default: `where`), for the error message.
+    `lines` gives each field's line in `file` (default: `where`), for the error message. Raises
+    InvalidAnnotations listing every bad field, not only the first.
     """
     if not isinstance(raw, dict):
         raise _fail(where, None, f"expected a mapping of fields, got {type(raw).__name__}")
@@ -139,61 +157,71 @@ def validate(
         return f"{file or where}:{lines[name]}" if lines and name in lines else where
 
     values: dict[str, Any] = {}
+    problems: list[str] = []
     for name, value in raw.items():
-        if name not in KNOWN_FIELDS:
-            close = difflib.get_close_matches(str(name), KNOWN_FIELDS, n=1)
-            hint = (
-                f"did you mean {close[0]!r}?"
-                if close
-                else f"known: {', '.join(sorted(KNOWN_FIELDS))}"
-            )
-            raise _fail(at(name), name, f"unknown field ({hint})")
-        if value is None:
+        if value is None and name in KNOWN_FIELDS:
             continue
-        if name in SCORE_FIELDS:
-            values[name] = _score(value, at(name), name)
-        elif name in LIST_FIELDS:
-            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-                raise _fail(at(name), name, "expected a list of short phrases")
-            values[name] = [v.strip() for v in value if v.strip()]
-        elif name == "horizon":
-            values[name] = _horizon(value, at(name))
-        elif name == "published":
-            values[name] = _published(value, at(name))
-        elif name == "url":
-            if not isinstance(value, str) or urlsplit(value).scheme not in ("http", "https"):
-                raise _fail(at(name), name, f"expected an absolute http(s) URL, got {value!r}")
-            values["link"] = value.strip()
-            values["url"] = canonical_url(value)
-        elif name == "arxiv_id":
-            if isinstance(value, float):
-                raise _fail(at(name), name, f"write it in quotes ('{value}'): a number drops zeros")
-            found = bare_arxiv_id(value) if isinstance(value, str) else None
-            if not found:
-                raise _fail(at(name), name, f"not an arXiv identifier: {value!r}")
-            values[name] = found
-        elif name == "announce_type":
-            if value not in ANNOUNCE_TYPES:
-                raise _fail(at(name), name, f"must be one of {', '.join(ANNOUNCE_TYPES)}")
-            values[name] = value
-        else:
-            if not isinstance(value, str | int | float) or isinstance(value, bool):
-                raise _fail(at(name), name, f"expected text, got {type(value).__name__}")
-            text = str(value).strip()
-            # A title or label becomes a subject line or a header: never more than one line.
-            values[name] = " ".join(text.split()) if name in ONE_LINE_FIELDS else text
+        try:
+            values.update(_field(str(name), value, at(name)))
+        except AnnotationError as exc:
+            problems.append(str(exc))
+    if not any(raw.get(k) is not None for k in ("url", "guid", "arxiv_id")):
+        problems.append(str(_fail(where, "url", MATCH_FIELDS_NEEDED)))
+    if problems:
+        raise InvalidAnnotations(problems)
     if "source" in values:
         values["source_label"] = values.pop("source")
     if "summary" in values:
         values["summary_text"] = values.pop("summary")
         values["summary_html"] = text_to_html(values["summary_text"])
-    if not any(k in values for k in ("url", "guid", "arxiv_id")):
-        raise _fail(where, "url", "every annotation needs a url, guid or arxiv_id to match")
     if "arxiv_id" not in values and "url" in values:
         found = arxiv_id_of(values["url"], values.get("guid"))
         if found:
             values["arxiv_id"] = found
     return values
+
+
+MATCH_FIELDS_NEEDED = "every annotation needs a url, guid or arxiv_id to match"
+
+
+def _field(name: str, value: Any, where: str) -> dict[str, Any]:
+    """One field checked: the column values it sets, or AnnotationError saying what is wrong."""
+    if name not in KNOWN_FIELDS:
+        close = difflib.get_close_matches(name, KNOWN_FIELDS, n=1)
+        hint = (
+            f"did you mean {close[0]!r}?" if close else f"known: {', '.join(sorted(KNOWN_FIELDS))}"
+        )
+        raise _fail(where, name, f"unknown field ({hint})")
+    if name in SCORE_FIELDS:
+        return {name: _score(value, where, name)}
+    if name in LIST_FIELDS:
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise _fail(where, name, "expected a list of short phrases")
+        return {name: [v.strip() for v in value if v.strip()]}
+    if name == "horizon":
+        return {name: _horizon(value, where)}
+    if name == "published":
+        return {name: _published(value, where)}
+    if name == "url":
+        if not isinstance(value, str) or urlsplit(value).scheme not in ("http", "https"):
+            raise _fail(where, name, f"expected an absolute http(s) URL, got {value!r}")
+        return {"link": value.strip(), "url": canonical_url(value)}
+    if name == "arxiv_id":
+        if isinstance(value, float):
+            raise _fail(where, name, f"write it in quotes ('{value}'): a number drops zeros")
+        found = bare_arxiv_id(value) if isinstance(value, str) else None
+        if not found:
+            raise _fail(where, name, f"not an arXiv identifier: {value!r}")
+        return {name: found}
+    if name == "announce_type":
+        if value not in ANNOUNCE_TYPES:
+            raise _fail(where, name, f"must be one of {', '.join(ANNOUNCE_TYPES)}")
+        return {name: value}
+    if not isinstance(value, str | int | float) or isinstance(value, bool):
+        raise _fail(where, name, f"expected text, got {type(value).__name__}")
+    text = str(value).strip()
+    # A title or label becomes a subject line or a header: never more than one line.
+    return {name: " ".join(text.split()) if name in ONE_LINE_FIELDS else text}
 
 
 def _front_matter(text: str, where: str) -> tuple[dict[str, Any], dict[str, int], str]:
@@ -269,15 +297,20 @@ def read_file(path: Path) -> list[Record]:
         data, positions, body = _front_matter(text, where)
         return [Record(where, validate(data, where, positions), body or None)]
     if suffix == ".jsonl":
-        records = []
+        records, problems = [], []
         for number, line in enumerate(text.splitlines(), start=1):
             if not line.strip():
                 continue
             try:
-                data = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise _fail(f"{where}:{number}", None, f"invalid JSON ({exc.msg})") from None
-            records.append(Record(f"{where}:{number}", validate(data, f"{where}:{number}")))
+                try:
+                    data = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    raise _fail(f"{where}:{number}", None, f"invalid JSON ({exc.msg})") from None
+                records.append(Record(f"{where}:{number}", validate(data, f"{where}:{number}")))
+            except AnnotationError as exc:
+                problems += _problems(exc)
+        if problems:
+            raise InvalidAnnotations(problems)
         return records
     if suffix == ".json":
         try:
@@ -286,33 +319,60 @@ def read_file(path: Path) -> list[Record]:
             raise _fail(f"{where}:{exc.lineno}", None, f"invalid JSON ({exc.msg})") from None
         items = data if isinstance(data, list) else [data]
         spans = _object_spans(text)
-        records = []
+        records, problems = [], []
         for index, item in enumerate(items):
             start, end = spans[index] if len(spans) == len(items) else (0, len(text))
             first = text.count("\n", 0, start) + 1
             at = f"{where}:{first}"
             keys = _key_lines(text, start, end, first) if isinstance(item, dict) else {}
-            records.append(Record(at, validate(item, at, keys, file=where)))
+            try:
+                records.append(Record(at, validate(item, at, keys, file=where)))
+            except AnnotationError as exc:
+                problems += _problems(exc)
+        if problems:
+            raise InvalidAnnotations(problems)
         return records
     raise _fail(where, None, "unknown format: use .md, .json or .jsonl")
 
 
 def import_annotations(store: Store, paths: list[Path], *, dry_run: bool = False) -> ImportReport:
-    """Validate every file first, then write all of it in one transaction (or none with dry_run)."""
-    records = [record for path in paths for record in read_file(path)]
+    """Validate every file first, then write all of it in one transaction (or none with dry_run).
+
+    Every bad field of every file is reported at once (InvalidAnnotations), nothing written.
+    """
+    records: list[Record] = []
+    problems: list[str] = []
+    for path in paths:
+        try:
+            records += read_file(path)
+        except AnnotationError as exc:
+            problems += _problems(exc)
+    if problems:
+        raise InvalidAnnotations(problems)
     return apply_records(store, records, dry_run=dry_run)
 
 
 def apply_records(
     store: Store, records: list[Record], *, dry_run: bool = False, target: int | None = None
 ) -> ImportReport:
-    """Apply validated records in one transaction; `target` pins them to one signal by id."""
+    """Apply validated records in one transaction; `target` pins them to one signal by id.
+
+    A record that cannot apply (a new signal without a title) is reported with every other
+    one, and the transaction rolls back: nothing is written.
+    """
     report = ImportReport(dry_run=dry_run)
+    problems: list[str] = []
     with store.transaction():
         for record in records:
-            change = _apply(store, record, dry_run, target)
+            try:
+                change = _apply(store, record, dry_run, target)
+            except AnnotationError as exc:
+                problems += _problems(exc)
+                continue
             getattr(report, change.action).append(record.where)
             report.changes.append(change)
+        if problems:
+            raise InvalidAnnotations(problems)
     return report
 
 

@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from itertools import zip_longest
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
-import httpx
-
+from newsletter import __version__
 from newsletter.errors import FeedError
 from newsletter.signals.fetch import (
     DEFAULT_POLICY,
@@ -26,8 +28,10 @@ from newsletter.signals.fetch import (
     local_path,
     make_client,
 )
-from newsletter.signals.parse import parse_feed
 from newsletter.store import Store
+
+if TYPE_CHECKING:
+    import httpx
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +85,8 @@ def store_fetched(
     """Parse and upsert one fetched feed in one transaction; skip it when nothing changed."""
     result = SourceResult(source["name"])
     if fetched.not_modified:
+        if _failed_to_parse(source):
+            return _failed(store, source, result, _last_error(source), fetched)
         result.status = NOT_MODIFIED
         store.sources.record_fetch(
             source["id"],
@@ -90,12 +96,17 @@ def store_fetched(
         )
         return result
     digest = body_hash(fetched.body)
+    if source.get("content_hash") == _broken(digest):
+        return _failed(store, source, result, _last_error(source), fetched, digest)
     if digest == source.get("content_hash") and source.get("last_status") != ERROR:
         result.status = UNCHANGED
         store.sources.record_fetch(
             source["id"], status=UNCHANGED, etag=fetched.etag, last_modified=fetched.last_modified
         )
         return result
+    # Imported here: feedparser and nh3 load only when a feed changed (the 304 path needs neither).
+    from newsletter.signals.parse import parse_feed
+
     try:
         parsed = parse_feed(
             fetched.body,
@@ -106,10 +117,13 @@ def store_fetched(
             content_type=fetched.content_type,
         )
     except FeedError as exc:
-        return _failed(store, source, result, str(exc))
+        # the parser names the feed; the result already does (no "✗ name: name: ...")
+        error = str(exc).removeprefix(f"{source['name']}: ")
+        return _failed(store, source, result, error, fetched, digest)
     except Exception as exc:  # feedparser is forgiving, but a feed must never stop the run
         log.debug("parsing %s", source["name"], exc_info=True)
-        return _failed(store, source, result, f"cannot parse ({exc.__class__.__name__}: {exc})")
+        error = f"cannot parse ({exc.__class__.__name__}: {exc})"
+        return _failed(store, source, result, error, fetched, digest)
     result.warnings = list(parsed.warnings)
     if fetched.moved_to:
         # Followed, but not rewritten on our own: a hijacked redirect must not stick silently.
@@ -133,11 +147,43 @@ def store_fetched(
     return result
 
 
-def _failed(store: Store, source: dict[str, Any], result: SourceResult, error: str) -> SourceResult:
+def _broken(digest: str) -> str:
+    """The fingerprint kept for a body that failed to parse. The same bytes fail the same way,
+    so an unchanged broken feed is reported again without being parsed again (nor feedparser
+    loaded: a re-poll of unchanged feeds parses nothing). The release is part of it, so a
+    newer parser tries the body once more."""
+    return f"broken-{__version__}:{digest}"
+
+
+def _failed_to_parse(source: dict[str, Any]) -> bool:
+    return (source.get("content_hash") or "").startswith(_broken(""))
+
+
+def _last_error(source: dict[str, Any]) -> str:
+    return source.get("last_error") or "the feed did not parse last time and has not changed"
+
+
+def _failed(
+    store: Store,
+    source: dict[str, Any],
+    result: SourceResult,
+    error: str,
+    body: Fetched | None = None,
+    digest: str | None = None,
+) -> SourceResult:
+    """Record a failure; `body` is the response that arrived and did not parse (its validators
+    and fingerprint are kept, see `_broken`), None when nothing arrived."""
     result.error = error
     result.status = ERROR
     result.failures_in_a_row = int(source.get("consecutive_errors") or 0) + 1
-    store.sources.record_fetch(source["id"], status=ERROR, error=error)
+    store.sources.record_fetch(
+        source["id"],
+        status=ERROR,
+        error=error,
+        etag=body.etag if body else None,
+        last_modified=body.last_modified if body else None,
+        content_hash=_broken(digest) if digest else None,
+    )
     return result
 
 
@@ -146,15 +192,24 @@ def _fetch_all(
 ) -> Iterator[tuple[dict[str, Any], Fetched | FeedError]]:
     """Yield each source with its fetched body (or the error) as soon as it arrives."""
 
+    gates: dict[str, threading.BoundedSemaphore] = {}
+    gates_lock = threading.Lock()
+
+    def gate(url: str) -> threading.BoundedSemaphore:
+        host = _host(url)
+        with gates_lock:
+            return gates.setdefault(host, threading.BoundedSemaphore(max(policy.per_host, 1)))
+
     def one(source: dict[str, Any], client: httpx.Client | None) -> Fetched:
         try:
-            return fetch(
-                source["url"],
-                client=client,
-                etag=source.get("etag"),
-                last_modified=source.get("last_modified"),
-                policy=policy,
-            )
+            with gate(source["url"]):
+                return fetch(
+                    source["url"],
+                    client=client,
+                    etag=source.get("etag"),
+                    last_modified=source.get("last_modified"),
+                    policy=policy,
+                )
         except FeedError:
             raise
         except Exception as exc:  # one odd source (a bad URL, a library bug) never stops the rest
@@ -173,7 +228,7 @@ def _fetch_all(
             return
         with ThreadPoolExecutor(max_workers=policy.concurrency) as pool:
             futures: dict[Future[Fetched], dict[str, Any]] = {
-                pool.submit(one, source, client): source for source in sources
+                pool.submit(one, source, client): source for source in _by_turns(sources)
             }
             for future in as_completed(futures):
                 try:
@@ -183,6 +238,22 @@ def _fetch_all(
     finally:
         if client is not None:
             client.close()
+
+
+def _host(url: str) -> str:
+    try:
+        return (urlsplit(url).hostname or "").lower()
+    except ValueError:
+        return ""
+
+
+def _by_turns(sources: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Sources with their hosts taking turns, so workers waiting on one host's limit do not
+    hold back the others."""
+    queues: dict[str, list[dict[str, Any]]] = {}
+    for source in sources:
+        queues.setdefault(_host(source["url"]), []).append(source)
+    return [s for turn in zip_longest(*queues.values()) for s in turn if s is not None]
 
 
 def _is_remote(url: str) -> bool:

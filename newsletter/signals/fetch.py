@@ -8,16 +8,24 @@ memory. Every failure becomes a FeedError whose message says what went wrong in 
 from __future__ import annotations
 
 import functools
-import ssl
+import importlib
+import sys
+import threading
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
+from typing import TYPE_CHECKING, cast
 from urllib.parse import unquote, urlsplit
-
-import httpx
 
 from newsletter import __version__
 from newsletter.errors import FeedError
-from newsletter.settings import Settings
+
+if TYPE_CHECKING:
+    import ssl
+
+    import httpx
+
+    from newsletter.settings import Settings
 
 USER_AGENT = (
     f"newsletter/{__version__} (weekly intelligence brief feed collector;"
@@ -39,6 +47,9 @@ class FetchPolicy:
     max_bytes: int = MAX_BYTES
     max_redirects: int = 5
     concurrency: int = 8
+    #: requests to one host at a time: many feeds of one site (arXiv's categories) are fetched
+    #: politely, and concurrency goes to distinct hosts
+    per_host: int = 2
     user_agent: str = USER_AGENT
 
 
@@ -84,18 +95,83 @@ def local_path(url: str) -> Path | None:
 @functools.cache
 def _tls_context() -> ssl.SSLContext:
     # Loading the CA bundle costs ~10-20 ms; a run builds it once, not once per client.
+    import ssl
+
     return ssl.create_default_context()
 
 
+def load_httpx() -> ModuleType:
+    """httpx, imported without its command-line client.
+
+    httpx/__init__ imports httpx._main whenever click and rich are installed (both are ours),
+    and with it rich's console, progress bars and pygments: more than half of `import httpx`,
+    for a CLI that `collect` never runs (httpx2 has since made that import lazy). A stand-in
+    takes its place for the import and is then dropped, so a later `import httpx._main` gets
+    the real module; `httpx.main` still runs the real CLI.
+    """
+    if "httpx" not in sys.modules and "httpx._main" not in sys.modules:
+        stand_in = ModuleType("httpx._main")
+        stand_in.main = _httpx_cli  # type: ignore[attr-defined]
+        sys.modules["httpx._main"] = stand_in
+        try:
+            import httpx
+        finally:
+            if sys.modules.get("httpx._main") is stand_in:
+                del sys.modules["httpx._main"]
+    import httpx
+
+    return httpx
+
+
+def _httpx_cli() -> None:
+    importlib.import_module("httpx._main").main()
+
+
+class _HttpsOnFirstUse:
+    """httpx's transport for https URLs, made on the first one (the CA bundle with it)."""
+
+    def __init__(self, limits: httpx.Limits) -> None:
+        self._limits = limits
+        self._transport: httpx.HTTPTransport | None = None
+        self._lock = threading.Lock()
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        with self._lock:
+            if self._transport is None:
+                hx = load_httpx()
+                self._transport = hx.HTTPTransport(verify=_tls_context(), limits=self._limits)
+        return self._transport.handle_request(request)
+
+    def __enter__(self) -> _HttpsOnFirstUse:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._transport is not None:
+            self._transport.close()
+
+
 def make_client(policy: FetchPolicy = DEFAULT_POLICY) -> httpx.Client:
-    """One client per collection run: connections are pooled and reused across sources."""
-    return httpx.Client(
-        timeout=httpx.Timeout(policy.read_timeout, connect=policy.connect_timeout),
+    """One client per collection run: connections are pooled and reused across sources.
+
+    httpx is imported here, not at module level: a run with only `file:` sources (and `collect`
+    with none) never loads it. https goes through a transport of its own, made (and the CA
+    bundle loaded) on the first https request: a run of plain http feeds never pays for TLS.
+    """
+    hx = load_httpx()
+    limits = hx.Limits(max_connections=max(policy.concurrency, 1) * 2)
+
+    return hx.Client(
+        timeout=hx.Timeout(policy.read_timeout, connect=policy.connect_timeout),
         follow_redirects=True,
         max_redirects=policy.max_redirects,
         headers={"User-Agent": policy.user_agent, "Accept": ACCEPT},
-        limits=httpx.Limits(max_connections=max(policy.concurrency, 1) * 2),
-        verify=_tls_context(),
+        # carries http:// only (every https:// URL, redirects included, takes the mount), so
+        # it needs no certificates: verify=False keeps httpx from loading them for nothing
+        transport=hx.HTTPTransport(verify=False, limits=limits),
+        mounts={"https://": cast("httpx.BaseTransport", _HttpsOnFirstUse(limits))},
     )
 
 
@@ -140,6 +216,8 @@ def fetch(
 
 
 def _get(client: httpx.Client, url: str, headers: dict[str, str], policy: FetchPolicy) -> Fetched:
+    hx = load_httpx()  # loaded already: the client is one
+
     try:
         with client.stream("GET", url, headers=headers) as response:
             if response.status_code == 304:
@@ -171,21 +249,21 @@ def _get(client: httpx.Client, url: str, headers: dict[str, str], policy: FetchP
                 content_type=response.headers.get("content-type"),
                 moved_to=str(response.url) if response.history and permanent else None,
             )
-    except httpx.TooManyRedirects:
+    except hx.TooManyRedirects:
         raise FeedError(f"{url}: more than {policy.max_redirects} redirects (a loop?)") from None
-    except httpx.ConnectTimeout:
+    except hx.ConnectTimeout:
         raise FeedError(f"{url}: no connection within {policy.connect_timeout:g} s") from None
-    except httpx.TimeoutException:
+    except hx.TimeoutException:
         raise FeedError(f"{url}: timed out (no data for {policy.read_timeout:g} s)") from None
-    except httpx.ConnectError as exc:
+    except hx.ConnectError as exc:
         raise FeedError(f"{url}: cannot connect ({_connect_reason(exc)})") from None
-    except httpx.DecodingError:
+    except hx.DecodingError:
         raise FeedError(f"{url}: the compressed response is corrupt") from None
-    except httpx.RemoteProtocolError as exc:
+    except hx.RemoteProtocolError as exc:
         raise FeedError(f"{url}: the server broke off the response ({exc})") from None
-    except httpx.UnsupportedProtocol:
+    except hx.UnsupportedProtocol:
         raise FeedError(f"{url}: unsupported URL (use http, https or file)") from None
-    except httpx.HTTPError as exc:
+    except hx.HTTPError as exc:
         raise FeedError(f"{url}: {exc.__class__.__name__}: {exc}") from None
 
 

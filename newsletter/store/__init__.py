@@ -11,21 +11,22 @@ import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-
-from newsletter.store import _lean  # noqa: F401  (first: it loads sqlite-utils without numpy)
-
-# isort: split
-from sqlite_utils import Database
+from typing import TYPE_CHECKING, cast
 
 from newsletter.errors import StoreError
 from newsletter.store.deliveries import Deliveries
 from newsletter.store.dispatches import Dispatches
 from newsletter.store.drafts import Drafts, RankerModels
 from newsletter.store.events import Events
+from newsletter.store.lazydb import LazyDatabase
+from newsletter.store.receipts import Receipts
 from newsletter.store.schema import MIGRATIONS
 from newsletter.store.signals import Signals
 from newsletter.store.sources import Sources
 from newsletter.store.subscribers import Subscribers
+
+if TYPE_CHECKING:
+    from sqlite_utils import Database
 
 __all__ = ["Store"]
 
@@ -44,6 +45,7 @@ class Store:
         self.events = Events(db)
         self.drafts = Drafts(db)
         self.rankers = RankerModels(db)
+        self.receipts = Receipts(db)
 
     @classmethod
     def open(cls, path: str | Path, *, migrate: bool = True) -> Store:
@@ -59,11 +61,11 @@ class Store:
             conn.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_S * 1000)}")
             conn.execute("PRAGMA foreign_keys=ON")
             conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA recursive_triggers=ON")
             conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"{path}: not a newsletter database ({exc})") from None
-        db = Database(conn)
-        store = cls(db, path)
+        store = cls(_database(conn), path)
         if migrate:
             store.migrate()
         return store
@@ -72,27 +74,30 @@ class Store:
     def memory(cls) -> Store:
         conn = sqlite3.connect(":memory:", isolation_level=None)
         conn.execute("PRAGMA foreign_keys=ON")
-        store = cls(Database(conn))
+        conn.execute("PRAGMA recursive_triggers=ON")
+        store = cls(_database(conn))
         store.migrate()
         return store
 
     def migrate(self) -> None:
-        tables = set(self.db.table_names())
-        if tables and "_sqlite_migrations" not in tables:
+        applied = MIGRATIONS.applied_names(self.db.conn)
+        if applied is None and self.db.table_names():
             raise StoreError(f"{self.path}: an SQLite file, but not a newsletter database")
-        known = {m.name for m in MIGRATIONS._migrations}
-        newer = [m.name for m in MIGRATIONS.applied(self.db) if m.name not in known]
+        known = MIGRATIONS.names
+        newer = [name for name in applied or () if name not in known]
         if newer:
             raise StoreError(
                 f"{self.path}: made by a newer release (migration {newer[-1]}); upgrade newsletter"
             )
+        if applied is not None and set(known) <= set(applied):
+            return  # the usual case: up to date, and sqlite-utils never loaded
         try:
-            MIGRATIONS.apply(self.db)
+            MIGRATIONS.apply(cast(LazyDatabase, self.db).database)
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"{self.path}: migration failed ({exc})") from None
 
     def schema_version(self) -> list[str]:
-        return [m.name for m in MIGRATIONS.applied(self.db)]
+        return MIGRATIONS.applied_names(self.db.conn) or []
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
@@ -113,3 +118,8 @@ class Store:
 
     def close(self) -> None:
         self.db.conn.close()
+
+
+def _database(conn: sqlite3.Connection) -> Database:
+    """The store's `Database`: sqlite-utils' API, its import deferred (see store/lazydb.py)."""
+    return cast("Database", LazyDatabase(conn))

@@ -9,12 +9,13 @@ import socket
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
-
-from sqlite_utils import Database
+from typing import TYPE_CHECKING, Any
 
 from newsletter.models import Subscriber
 from newsletter.store._rows import now_iso, one, rows
+
+if TYPE_CHECKING:
+    from sqlite_utils import Database
 
 STATUSES = ("queued", "sending", "sent", "failed", "unknown", "skipped")
 

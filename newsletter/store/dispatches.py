@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import builtins
 from collections.abc import Iterable
-from typing import Any
-
-from sqlite_utils import Database
+from typing import TYPE_CHECKING, Any
 
 from newsletter.store._rows import now_iso, one, rows
+
+if TYPE_CHECKING:
+    from sqlite_utils import Database
 
 EDITABLE = ("subject", "preheader", "note", "subject_set", "preheader_set", "status")
 

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
-from typing import Any
-
-from sqlite_utils import Database
+from typing import TYPE_CHECKING, Any
 
 from newsletter.store._rows import now_iso, rows
+
+if TYPE_CHECKING:
+    from sqlite_utils import Database
 
 
 class Events:

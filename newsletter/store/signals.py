@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
-from typing import Any
-
-from sqlite_utils import Database
+from typing import TYPE_CHECKING, Any
 
 from newsletter.models import EDITORIAL_FIELDS, LIST_FIELDS, FeedItem, Signal
 from newsletter.store._rows import now_iso, one, rows
+
+if TYPE_CHECKING:
+    from sqlite_utils import Database
 
 # Columns an import may set; everything else is the feed's or the store's.
 WRITABLE = (

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from sqlite_utils import Database
+from typing import TYPE_CHECKING, Any
 
 from newsletter.store._rows import now_iso, one, rows
+
+if TYPE_CHECKING:
+    from sqlite_utils import Database
 
 
 class Sources:
@@ -76,30 +77,30 @@ class Sources:
         last_modified: str | None = None,
         content_hash: str | None = None,
     ) -> None:
-        """Remember how the last fetch went; errors count up until a fetch succeeds."""
-        failed = error is not None
+        """Remember how the last fetch went; errors count up until a fetch succeeds.
+
+        Validators and fingerprint are kept unless new ones are given (a failed fetch gives
+        them only for a body that arrived and failed to parse: see signals/collect.py).
+        """
         self.db.execute(
             """
             UPDATE sources SET
                 last_fetched_at = ?, last_status = ?, last_error = ?,
                 consecutive_errors = CASE WHEN ? THEN consecutive_errors + 1 ELSE 0 END,
                 item_count = COALESCE(?, item_count),
-                etag = CASE WHEN ? THEN etag ELSE COALESCE(?, etag) END,
-                last_modified = CASE WHEN ? THEN last_modified ELSE COALESCE(?, last_modified) END,
-                content_hash = CASE WHEN ? THEN content_hash ELSE COALESCE(?, content_hash) END
+                etag = COALESCE(?, etag),
+                last_modified = COALESCE(?, last_modified),
+                content_hash = COALESCE(?, content_hash)
             WHERE id = ?
             """,
             [
                 now_iso(),
                 status,
                 error,
-                failed,
+                error is not None,
                 item_count,
-                failed,
                 etag,
-                failed,
                 last_modified,
-                failed,
                 content_hash,
                 source_id,
             ],

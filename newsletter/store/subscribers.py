@@ -9,12 +9,13 @@ import random
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import IO, Any
-
-from sqlite_utils import Database
+from typing import IO, TYPE_CHECKING, Any
 
 from newsletter.models import Subscriber
 from newsletter.store._rows import now_iso, one, rows
+
+if TYPE_CHECKING:
+    from sqlite_utils import Database
 
 STATUSES = ("pending", "active", "unsubscribed", "bounced", "complained")
 

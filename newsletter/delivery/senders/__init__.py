@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import httpx
 
 from newsletter.delivery.dkim import DkimSigner
@@ -79,4 +81,22 @@ def make_sender(settings: Settings, *, transport: httpx.BaseTransport | None = N
         )
     if kind == "resend":
         return ResendSender(settings.resend_key, client(settings.resend_api_url))
+    if kind == "ses":
+        return _ses(settings, client)
     raise SettingsError(f"NEWSLETTER_SENDER: unknown sender {kind!r}")
+
+
+def _ses(settings: Settings, client: Callable[[str], httpx.Client]) -> Sender:
+    # imported here: only an SES send loads its signer (botocore, ~100 ms)
+    from newsletter.delivery.senders.ses import SesSender, endpoint
+    from newsletter.delivery.senders.sigv4 import AwsCredentials, SigV4
+
+    credentials = AwsCredentials(
+        settings.aws_access_key_id, settings.aws_secret_access_key, settings.aws_session_token
+    )
+    return SesSender(
+        client(settings.ses_api_url or endpoint(settings.aws_region)),
+        SigV4(credentials, settings.aws_region, "ses"),
+        configuration_set=settings.ses_configuration_set,
+        dkim=dkim_signer(settings),
+    )
