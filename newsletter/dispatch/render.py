@@ -18,8 +18,9 @@ import mjml
 from markdown_it import MarkdownIt
 from markupsafe import Markup
 
+from newsletter.dispatch import card as cards
 from newsletter.errors import NewsletterError
-from newsletter.models import Dispatch
+from newsletter.models import Dispatch, Signal
 from newsletter.settings import Settings
 
 #: filled per message (delivery.compose.reader_values) or for the web archive (archive_values)
@@ -150,6 +151,24 @@ class Rendered:
         return self.html.fill(escaped), self.text.fill(values)
 
 
+HEADINGS = {
+    "why": cards.WHY_HEADING,
+    "winners": cards.WINNERS_HEADING,
+    "losers": cards.LOSERS_HEADING,
+    "effects": cards.EFFECTS_HEADING,
+    "original": cards.ORIGINAL_HEADING,
+}
+
+
+def card_context(settings: Settings) -> dict[str, Any]:
+    """What a template needs to show signal cards: `card_for(signal)` and the headings."""
+
+    def card_for(signal: Signal) -> cards.Card:
+        return cards.make_card(signal, settings)
+
+    return {"card_for": card_for, "headings": HEADINGS}
+
+
 def view_url(settings: Settings, dispatch: Dispatch) -> str:
     return f"{settings.public_url}/archive/{dispatch.week}/"
 
@@ -166,6 +185,7 @@ def render_dispatch(
         "view_url": view_url(settings, dispatch),
         "subscribe_url": f"{settings.public_url}/",
         "slot": markers,
+        **card_context(settings),
     }
     source = env.get_template("email/dispatch.mjml.j2").render(context)
     try:

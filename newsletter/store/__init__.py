@@ -21,6 +21,7 @@ from newsletter.store.events import Events
 from newsletter.store.schema import MIGRATIONS
 from newsletter.store.signals import Signals
 from newsletter.store.sources import Sources
+from newsletter.store.stream import Stream
 from newsletter.store.subscribers import Subscribers
 
 __all__ = ["Store"]
@@ -38,6 +39,7 @@ class Store:
         self.subscribers = Subscribers(db)
         self.deliveries = Deliveries(db)
         self.events = Events(db)
+        self.stream = Stream(db)
 
     @classmethod
     def open(cls, path: str | Path, *, migrate: bool = True) -> Store:
