@@ -10,7 +10,7 @@ from pathlib import Path
 
 from newsletter.delivery.deliver import DeliveryReport, send_dispatch
 from newsletter.delivery.senders import FileSender
-from newsletter.dispatch.archive import publish_after_send
+from newsletter.site.build import publish_after_send
 from newsletter.dispatch.build import approve, build_dispatch, load_dispatch
 from newsletter.models import Dispatch
 from newsletter.preview import write_preview

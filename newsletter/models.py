@@ -76,6 +76,7 @@ class Signal:
     # the signal stream: the page's slug, and the editor's publish / unpublish choice
     slug: str | None = None
     publication: str | None = None
+    updated_at: str | None = None
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> Signal:

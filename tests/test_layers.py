@@ -11,10 +11,11 @@ ROOT = Path(__file__).parent.parent
 
 #: lowest first; a module may import its own layer and anything listed before it
 LAYERS: list[set[str]] = [
-    {"__init__", "models", "errors", "settings", "weeks", "tokens"},
+    {"__init__", "models", "errors", "settings", "weeks", "tokens", "slugs"},
     {"store"},
     {"signals"},
     {"dispatch"},
+    {"site"},
     {"delivery"},
     {"readers"},
     {"preview", "weekly", "demo"},

@@ -10,7 +10,6 @@ from typing import IO
 import click
 
 from newsletter.cli.base import App, cli, pass_app, week_option
-from newsletter.dispatch.archive import build_archive
 from newsletter.dispatch.build import approve, build_dispatch, choose, edit_text, load_dispatch
 from newsletter.errors import DispatchError
 from newsletter.models import Dispatch
@@ -252,7 +251,7 @@ def _serve(app: App, week: Week, port: int, open_: bool) -> None:
 
 @cli.group()
 def archive() -> None:
-    """The web archive of sent dispatches."""
+    """The static site: the archive of sent dispatches and the signal stream."""
 
 
 @archive.command("build")
@@ -264,6 +263,12 @@ def archive() -> None:
 )
 @pass_app
 def archive_build(app: App, output: Path | None) -> None:
-    """Write the static archive: an index, one page per sent dispatch, an RSS feed."""
-    folder, count = build_archive(app.store, app.settings, output)
-    click.echo(f"archive: {folder} ({count} issue{'s' if count != 1 else ''})")
+    """Write the static site: the archive (an index, a page per sent dispatch, an RSS feed)
+    and the signal stream under signals/ (a page per public signal, the stream, Atom and JSON
+    feeds), a stylesheet and sitemap.xml."""
+    from newsletter.site.build import build_site
+
+    report = build_site(app.store, app.settings, output)
+    issues = f"{report.issues} issue{'s' if report.issues != 1 else ''}"
+    signals = f"{report.signals} signal page{'s' if report.signals != 1 else ''}"
+    click.echo(f"archive: {report.folder} ({issues}, {signals}, {report.files} files)")

@@ -266,7 +266,8 @@ def m008_signal_stream(db: Database) -> None:
             retired_at TEXT NOT NULL
         );
         CREATE INDEX signal_slugs_signal ON signal_slugs(signal_id);
-        CREATE INDEX dispatch_signals_signal ON dispatch_signals(signal_id, dispatch_id)
+        CREATE INDEX dispatch_signals_signal ON dispatch_signals(signal_id, dispatch_id);
+        CREATE INDEX signals_updated ON signals(updated_at)
         """,
     )
     taken: set[str] = set()

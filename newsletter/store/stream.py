@@ -128,7 +128,30 @@ class Stream:
         if state not in ("published", "unpublished", None):
             raise ValueError(f"unknown publication state {state!r}")
         for signal_id in signal_ids:
+            now = now_iso()
             self.db.execute(
-                "UPDATE signals SET publication = ?, publication_at = ? WHERE id = ?",
-                [state, now_iso(), signal_id],
+                "UPDATE signals SET publication = ?, publication_at = ?, updated_at = ?"
+                " WHERE id = ?",
+                [state, now, now, signal_id],
             )
+
+    def issues_of(self, signal_id: int) -> builtins.list[tuple[str, int]]:
+        """(week, issue number) of each dispatch that has carried the signal to readers."""
+        sql = (
+            "SELECT d.week, d.issue_number FROM dispatch_signals ds"  # noqa: S608
+            " JOIN dispatches d ON d.id = ds.dispatch_id"
+            " WHERE ds.signal_id = ? AND ds.included = 1 AND d.status IN (" + _OUT_LIST + ")"
+            " ORDER BY d.week"
+        )
+        return [(r[0], int(r[1])) for r in self.db.execute(sql, [signal_id])]
+
+    def version(self) -> tuple[Any, ...]:
+        """Changes whenever anything a public page shows may have changed (to the second:
+        `updated_at` is written in whole seconds, so callers keep nothing newer than that)."""
+        return tuple(
+            self.db.execute(
+                "SELECT (SELECT max(updated_at) FROM signals), (SELECT count(*) FROM signals),"
+                " (SELECT max(updated_at) FROM dispatches), (SELECT count(*) FROM dispatches),"
+                " (SELECT count(*) FROM signal_slugs)"
+            ).fetchone()
+        )
