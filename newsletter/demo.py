@@ -10,7 +10,6 @@ from pathlib import Path
 
 from newsletter.delivery.deliver import DeliveryReport, send_dispatch
 from newsletter.delivery.senders import FileSender
-from newsletter.site.build import publish_after_send
 from newsletter.dispatch.build import approve, build_dispatch, load_dispatch
 from newsletter.models import Dispatch
 from newsletter.preview import write_preview
@@ -19,6 +18,7 @@ from newsletter.settings import Settings
 from newsletter.signals.annotations import import_annotations
 from newsletter.signals.collect import CollectReport, collect
 from newsletter.signals.sources_file import read_sources_file
+from newsletter.site.build import publish_after_send
 from newsletter.store import Store
 from newsletter.weeks import Week
 

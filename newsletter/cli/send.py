@@ -16,8 +16,8 @@ import click
 from newsletter.cli.base import PARTIAL, App, cli, pass_app, week_option
 from newsletter.delivery.deliver import DeliveryReport, Progress, ProgressCallback, send_dispatch
 from newsletter.delivery.senders import make_sender
-from newsletter.site.build import publish_after_send
 from newsletter.errors import DispatchError
+from newsletter.site.build import publish_after_send
 from newsletter.weekly import cron_line, run_weekly, systemd_units
 from newsletter.weeks import Week
 

@@ -209,12 +209,13 @@ class Site:
         start = end = None
         if view.week is not None:
             start, end = view.week.bounds(self.settings.timezone)
-        query = {"category": view.category, "start": start, "end": end}
         size = self.settings.stream_page_size
-        total = self.store.stream.count(**query)
+        total = self.store.stream.count(category=view.category, start=start, end=end)
         if number < 1 or number > max(1, math.ceil(total / size)):
             return None
-        found = self.store.stream.page(limit=size, offset=(number - 1) * size, **query)
+        found = self.store.stream.page(
+            limit=size, offset=(number - 1) * size, category=view.category, start=start, end=end
+        )
         return self.render_stream(
             number,
             view,
