@@ -44,7 +44,7 @@ def test_strongest_first_within_configured_section_order(loaded: Store, settings
     assert [s.signal_score for s in dispatch.sections[0].signals] == [68, 55]
     # unscored signals come last (tie-breaks between equal scores: test_select)
     ai = dispatch.sections[1].signals
-    assert [(s.signal_score, s.structural_impact) for s in ai][0] == (75, 60)
+    assert (ai[0].signal_score, ai[0].structural_impact) == (75, 60)
     assert ai[-1].signal_score is None
 
 
