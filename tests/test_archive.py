@@ -10,6 +10,7 @@ from pathlib import Path
 
 import feedparser
 import pytest
+from hostile import executable
 
 from newsletter.delivery.deliver import send_dispatch
 from newsletter.delivery.senders import MemorySender
@@ -22,12 +23,12 @@ from newsletter.settings import Settings
 from newsletter.site.build import build_site
 from newsletter.store import Store
 from newsletter.weeks import Week
-from hostile import executable
 
 
 def build_archive(store: Store, settings: Settings, folder: Path) -> tuple[Path, int]:
     report = build_site(store, settings, folder)
     return report.folder, report.issues
+
 
 SAMPLE = Path(__file__).parent.parent / "newsletter" / "sample"
 
