@@ -46,7 +46,7 @@ def hostile_feed(path: Path, count: int | None = None) -> Path:
     for i, text in enumerate(corpus()[:count]):
         items.append(
             "<item>"
-            f"<title>{escape(one_line(text), quote=False)}</title>"
+            f"<title>Case {i}: {escape(one_line(text), quote=False)}</title>"
             f"<link>https://hostile.example/{i}?q=%22%3E%3Cscript%3E</link>"
             f"<guid>hostile-{i}</guid>"
             f"<description>{escape(text, quote=False)}</description>"
@@ -63,14 +63,17 @@ def hostile_feed(path: Path, count: int | None = None) -> Path:
 
 
 def hostile_annotations(path: Path, urls: list[str]) -> Path:
-    """JSON Lines giving each signal an editor's read made of the corpus."""
+    """JSON Lines giving each signal an editor's read made of the corpus; every other one gets
+    a raw title too (the collector strips tags from feed titles, an editor's title is text)."""
     texts = corpus()
     lines = []
     for i, url in enumerate(urls):
         text = texts[i % len(texts)]
+        title = {"title": f"Read {i}: {one_line(text)}"} if i % 2 else {}
         lines.append(
             json.dumps(
                 {
+                    **title,
                     "url": url,
                     "category": one_line(texts[(i + 1) % len(texts)])[:40],
                     "source": one_line(texts[(i + 2) % len(texts)])[:80],
