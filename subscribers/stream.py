@@ -12,6 +12,7 @@ from typing import Any
 
 from flask import Blueprint, Response, abort, current_app, make_response, redirect, request
 
+from newsletter.dispatch.render import make_environment
 from newsletter.site.cache import PageCache
 from newsletter.site.pages import Filter, Moved, Page, Site
 from newsletter.site.paths import SERVED, SITEMAP, stream_path
@@ -31,10 +32,11 @@ class Pages:
     def __init__(self) -> None:
         self.cache = PageCache()
         self.placeholder = f"csrf-{secrets.token_hex(12)}"
+        self.env = make_environment()  # templates compiled once per process
 
     def site(self) -> Site:
         w = web()
-        return Site(w.store, w.settings, SERVED)
+        return Site(w.store, w.settings, SERVED, self.env)
 
 
 def _pages() -> Pages:

@@ -7,7 +7,6 @@ on a page is relative to that page, so both work wherever they are published.
 
 from __future__ import annotations
 
-import posixpath
 from dataclasses import dataclass
 
 from newsletter.slugs import words
@@ -61,9 +60,13 @@ def stream_path(page: int = 1, *, category: str | None = None, week: Week | None
 
 def relative(page: str, target: str) -> str:
     """The link from the page at `page` (a folder path like "signals/x/", or a file) to
-    `target` (a folder path ending in "/" or a file)."""
-    here = page if page.endswith("/") else posixpath.dirname(page) + "/"
-    link = posixpath.relpath("/" + target, "/" + here)
-    if (target == "" or target.endswith("/")) and not link.endswith("/"):
-        link = "./" if link == "." else link + "/"
-    return link
+    `target` (a folder path ending in "/", "" for the root, or a file)."""
+    here = page.split("/")[:-1]  # the page's folder, as segments
+    there = target.split("/")
+    shared = 0
+    for mine, theirs in zip(here, there[:-1], strict=False):
+        if mine != theirs:
+            break
+        shared += 1
+    link = "../" * (len(here) - shared) + "/".join(there[shared:])
+    return link or "./"
