@@ -73,10 +73,17 @@ def _stream(number: int, view: Filter) -> Any:
     if number == 1 and request.path.rstrip("/").endswith("/page/1"):
         return redirect("/" + stream_path(1, category=view.category, week=view.week), 301)
     token = _pages().placeholder
-    page = _cached(
-        ("stream", number, view),
-        lambda: _pages().site().stream_page(number, view, csrf_token=token),
-    )
+
+    def make() -> Page | None:
+        site = _pages().site()
+        # the filters' lists are the same on every page of the stream: made once per change
+        weeks = _cached("weeks", site.weeks)
+        categories = _cached("categories", site.categories)
+        return site.stream_page(
+            number, view, csrf_token=token, weeks=weeks, categories=categories
+        )
+
+    page = _cached(("stream", number, view), make)
     if page is None:
         abort(404)
     return _html(page)

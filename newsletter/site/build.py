@@ -6,7 +6,10 @@ page, category and week, Atom and JSON feeds), the stylesheet and `sitemap.xml`.
 from __future__ import annotations
 
 import logging
+import multiprocessing
+import os
 from collections import defaultdict
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +26,9 @@ from newsletter.weeks import Week
 log = logging.getLogger(__name__)
 
 STYLESHEET = "site.css"
+#: from this many signal pages on, the build renders them in a process per core
+PARALLEL_FROM = 1000
+CHUNK = 250
 
 
 @dataclass(frozen=True)
@@ -55,25 +61,76 @@ def _views(site: Site, signals: list[Signal]) -> list[tuple[Filter, list[Signal]
     return views
 
 
+@dataclass(frozen=True)
+class StreamTask:
+    """One page of one view of the stream, with the signals it shows."""
+
+    number: int
+    view: Filter
+    found: list[Signal]
+    total: int
+
+
+@dataclass(frozen=True)
+class Nav:
+    weeks: list[tuple[Week, int]]
+    categories: list[tuple[str, str, int]]
+
+
+Task = Signal | StreamTask
+_worker: tuple[Site, Nav] | None = None
+
+
+def _start_worker(path: Path, settings: Settings, nav: Nav) -> None:
+    global _worker  # one renderer per worker process, with its own database connection
+    _worker = (Site(Store.open(path, migrate=False), settings, STATIC), nav)
+
+
+def _render_one(site: Site, nav: Nav, task: Task) -> Page:
+    if isinstance(task, Signal):
+        return site.render_signal(task)
+    return site.render_stream(
+        task.number,
+        task.view,
+        task.found,
+        task.total,
+        weeks=nav.weeks,
+        categories=nav.categories,
+    )
+
+
+def _render(tasks: list[Task]) -> list[Page]:
+    assert _worker is not None
+    site, nav = _worker
+    return [_render_one(site, nav, task) for task in tasks]
+
+
+def render_all(site: Site, nav: Nav, tasks: list[Task]) -> Iterator[Page]:
+    """Every page asked for; a large site is rendered on every core (pages are independent)."""
+    cores = os.cpu_count() or 1
+    path = site.store.path
+    if len(tasks) < PARALLEL_FROM or cores < 2 or path is None:
+        yield from (_render_one(site, nav, task) for task in tasks)
+        return
+    chunks = [tasks[i : i + CHUNK] for i in range(0, len(tasks), CHUNK)]
+    context = multiprocessing.get_context("fork")
+    with context.Pool(cores, _start_worker, (path, site.settings, nav)) as pool:
+        for rendered in pool.imap(_render, chunks):
+            yield from rendered
+
+
 def stream_pages(site: Site, signals: list[Signal]) -> list[Page]:
     """Every page of the signal stream, from one read of the public signals (newest first)."""
     size = site.settings.stream_page_size
-    weeks = site.weeks()
-    categories = site.categories()
-    pages = [site.render_signal(signal) for signal in signals]
-    pages += [site.moved_page(old, new) for old, new in site.store.stream.old_slugs()]
+    nav = Nav(site.weeks(), site.categories())
+    tasks: list[Task] = list(signals)
     for view, found in _views(site, signals):
         for start in range(0, max(1, len(found)), size):
-            pages.append(
-                site.render_stream(
-                    start // size + 1,
-                    view,
-                    found[start : start + size],
-                    len(found),
-                    weeks=weeks,
-                    categories=categories,
-                )
+            tasks.append(
+                StreamTask(start // size + 1, view, found[start : start + size], len(found))
             )
+    pages = list(render_all(site, nav, tasks))
+    pages += [site.moved_page(old, new) for old, new in site.store.stream.old_slugs()]
     pages += [site.atom(), site.json_feed()]
     return pages
 

@@ -32,10 +32,12 @@ class PageCache:
         self.settle_s = settle_s
         self._version: tuple[Any, ...] | None = None
         self._pages: dict[Any, Any] = {}
+        self._making: dict[Any, threading.Lock] = {}
         self._lock = threading.Lock()
 
     def get(self, store: Store, key: Any, make: Callable[[], T]) -> T:
-        """The page under `key`, made by `make()` when the data changed since it was kept."""
+        """The page under `key`, made by `make()` when the data changed since it was kept.
+        Threads asking for the same missing page wait for one of them to make it."""
         version = store.stream.version()
         if time.time() - _newest(version) < self.settle_s:
             return make()
@@ -45,10 +47,16 @@ class PageCache:
                 self._version = version
             if key in self._pages:
                 return self._pages[key]
-        page = make()
-        with self._lock:
-            if version == self._version:
-                if len(self._pages) >= self.max_pages:
-                    self._pages.clear()
-                self._pages[key] = page
+            making = self._making.setdefault(key, threading.Lock())
+        with making:
+            with self._lock:
+                if version == self._version and key in self._pages:
+                    return self._pages[key]
+            page = make()
+            with self._lock:
+                if version == self._version:
+                    if len(self._pages) >= self.max_pages:
+                        self._pages.clear()
+                    self._pages[key] = page
+                self._making.pop(key, None)
         return page
