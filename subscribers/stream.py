@@ -79,9 +79,7 @@ def _stream(number: int, view: Filter) -> Any:
         # the filters' lists are the same on every page of the stream: made once per change
         weeks = _cached("weeks", site.weeks)
         categories = _cached("categories", site.categories)
-        return site.stream_page(
-            number, view, csrf_token=token, weeks=weeks, categories=categories
-        )
+        return site.stream_page(number, view, csrf_token=token, weeks=weeks, categories=categories)
 
     page = _cached(("stream", number, view), make)
     if page is None:
