@@ -22,7 +22,7 @@ import httpx
 
 from benchmarks.bench_signup import TARGET_P99_MS as SIGNUP_P99_MS
 from benchmarks.bench_signup import TARGET_RPS as SIGNUP_RPS
-from benchmarks.bench_signup import Paced, _paced, _wait_for
+from benchmarks.bench_signup import Paced, _paced, _wait_for, paced_load
 
 title = "Signal stream"
 
@@ -110,40 +110,12 @@ PAGE_THREADS = 16
 
 
 def _paced_pages(port: int, paths: list[str], rate: int) -> Paced:
-    """Open-loop page views at `rate` a second, timed from when each was due."""
-    result = Paced()
-    interval = PAGE_THREADS / rate
-    count = int(DURATION_S / interval)
-    start = time.perf_counter() + 0.2
+    """Page views offered at `rate` a second, open loop, over `paths` in turn."""
 
-    def client(thread: int) -> None:
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-        for i in range(count):
-            due = start + (i + thread / PAGE_THREADS) * interval
-            pause = due - time.perf_counter()
-            if pause > 0:
-                time.sleep(pause)
-            try:
-                conn.request("GET", paths[(i * PAGE_THREADS + thread) % len(paths)])
-                response = conn.getresponse()
-                response.read()
-                good = response.status == 200
-            except OSError:
-                conn.close()
-                good = False
-            with result.lock:
-                result.sent += 1
-                result.ok += good
-                result.latencies.append(time.perf_counter() - due)
-        conn.close()
+    def view(conn: http.client.HTTPConnection, thread: int, i: int) -> None:
+        conn.request("GET", paths[(i * PAGE_THREADS + thread) % len(paths)])
 
-    threads = [threading.Thread(target=client, args=(n,)) for n in range(PAGE_THREADS)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    result.elapsed = time.perf_counter() - start
-    return result
+    return paced_load(port, rate, PAGE_THREADS, view)
 
 
 def run() -> str:

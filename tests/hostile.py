@@ -11,7 +11,24 @@ from html import escape
 from html.parser import HTMLParser
 from pathlib import Path
 
+from newsletter.settings import Settings, load_settings
+
 BLEACH = Path(__file__).parent / "fixtures" / "feeds" / "bleach-regression-data"
+
+
+def settings_in(folder: Path, **extra: str) -> Settings:
+    """Settings for a module-wide fixture: everything under `folder`."""
+    return load_settings(
+        {
+            "NEWSLETTER_DB": str(folder / "newsletter.db"),
+            "NEWSLETTER_OUTBOX": str(folder / "outbox"),
+            "NEWSLETTER_WEB_ARCHIVE_DIR": str(folder / "archive"),
+            "NEWSLETTER_SECRET_KEY": "test-secret-key-0123456789",
+            **extra,
+        },
+        env_file=None,
+    )
+
 
 #: attacks on the places text becomes markup: an RSS reader decoding a title, a <script> block
 #: (JSON-LD), an attribute (OpenGraph), a comment, a CDATA section

@@ -9,11 +9,11 @@ from typing import Any
 
 import pytest
 from axe_playwright_python.sync_playwright import Axe
+from hostile import settings_in
 from test_stream import SEED_000, _id, publish_sample
 from test_stream_hostile import Hostile, hostile  # noqa: F401 - the module's fixture
 from test_web_live import WEB_ENV, Live, serving
 
-from newsletter.settings import load_settings
 from newsletter.site.build import build_site
 from newsletter.store import Store
 
@@ -24,17 +24,7 @@ WIDTHS = (375, 1280)
 
 @pytest.fixture(scope="module")
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
-    tmp = tmp_path_factory.mktemp("browser")
-    settings = load_settings(
-        {
-            "NEWSLETTER_DB": str(tmp / "newsletter.db"),
-            "NEWSLETTER_OUTBOX": str(tmp / "outbox"),
-            "NEWSLETTER_WEB_ARCHIVE_DIR": str(tmp / "archive"),
-            "NEWSLETTER_SECRET_KEY": "test-secret-key-0123456789",
-            **WEB_ENV,
-        },
-        env_file=None,
-    )
+    settings = settings_in(tmp_path_factory.mktemp("browser"), **WEB_ENV)
     store = Store.open(settings.db)
     publish_sample(store, settings)
     build_site(store, settings)

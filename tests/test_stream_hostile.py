@@ -14,7 +14,7 @@ from pathlib import Path
 
 import feedparser
 import pytest
-from hostile import PAGE_TAGS, corpus, hostile_annotations, hostile_feed, parse
+from hostile import PAGE_TAGS, corpus, hostile_annotations, hostile_feed, parse, settings_in
 
 from newsletter.delivery.deliver import send_dispatch
 from newsletter.delivery.senders import MemorySender
@@ -43,19 +43,8 @@ class Hostile:
 
 @pytest.fixture(scope="module")
 def hostile(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hostile]:
-    from newsletter.settings import load_settings
-
     tmp = tmp_path_factory.mktemp("hostile")
-    settings = load_settings(
-        {
-            "NEWSLETTER_DB": str(tmp / "hostile.db"),
-            "NEWSLETTER_OUTBOX": str(tmp / "outbox"),
-            "NEWSLETTER_WEB_ARCHIVE_DIR": str(tmp / "archive"),
-            "NEWSLETTER_SECRET_KEY": "test-secret-key-0123456789",
-            "NEWSLETTER_MAX_SIGNALS": "100",
-        },
-        env_file=None,
-    )
+    settings = settings_in(tmp, NEWSLETTER_MAX_SIGNALS="100")
     store = Store.open(settings.db)
     feed = hostile_feed(tmp / "hostile.rss")
     store.sources.add("hostile", str(feed), category="<b>AI</b>", label="Evil <i>& Co")
