@@ -110,3 +110,11 @@ def test_a_change_shows_at_once_and_an_old_slug_redirects(live: Live) -> None:
     assert fresh is not None
     assert moved.status_code == 301 and moved.headers["location"] == f"/signals/{fresh.slug}/"
     assert live.client.get(moved.headers["location"]).status_code == 200
+
+
+def test_a_static_pages_box_opens_the_sign_up_form_with_the_address(live: Live) -> None:
+    """Without an allowed origin, the static build's box is a GET form to our sign-up page."""
+    page = live.client.get("/", params={"email": 'ada@example.org"><b>x</b>'})
+    assert page.status_code == 200
+    assert 'value="ada@example.org&#34;&gt;&lt;b&gt;x&lt;/b&gt;"' in page.text
+    assert CSRF.search(page.text)  # and it is our protected form
