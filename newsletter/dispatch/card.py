@@ -79,11 +79,9 @@ def moment(when: datetime) -> str:
     return f"{when:%b} {when.day}, {when.year}, {hour}:{when:%M} {noon}"
 
 
-def summary(signal: Signal) -> tuple[Markup, str]:
-    """The summary a card shows, as sanitised HTML and as plain text.
-
-    The one place the card's summary comes from: shortening a long abstract belongs here.
-    """
+def summary(signal: Signal, settings: Settings) -> tuple[Markup, str]:
+    """The summary a card shows (the email's and the site's alike), as sanitised HTML and as
+    plain text: the one place it comes from, so shortening a long abstract belongs here."""
     # sanitised at collection or import (signals.sanitise): never raw feed HTML
     return Markup(signal.summary_html), signal.summary_text  # noqa: S704
 
@@ -102,7 +100,7 @@ def _lines(labels: tuple[str, ...], values: tuple[str | None, ...]) -> tuple[Lin
 
 def make_card(signal: Signal, settings: Settings) -> Card:
     published = signal.published.astimezone(settings.timezone)
-    html, text = summary(signal)
+    html, text = summary(signal, settings)
     scores = [
         f"{label}: {value} / 100"
         for label, value in (
