@@ -15,7 +15,7 @@ from hostile import executable
 from newsletter.delivery.deliver import send_dispatch
 from newsletter.delivery.senders import MemorySender
 from newsletter.demo import load_sample
-from newsletter.dispatch.archive import archived_issues
+from newsletter.dispatch.archive import archive_page, archived_issues
 from newsletter.dispatch.build import approve, build_dispatch, edit_text
 from newsletter.errors import NewsletterError
 from newsletter.readers.subscriptions import add_subscriber
@@ -109,6 +109,15 @@ def test_only_sent_dispatches_are_archived(sent: Store, settings: Settings, tmp_
     folder, _ = build_archive(sent, settings, tmp_path / "site")
     assert not (folder / "2026-W26").exists()
     assert "2026-W26" not in (folder / "index.html").read_text(encoding="utf-8")
+
+
+def test_archive_page_answers_known_paths_only(sent: Store, settings: Settings) -> None:
+    for path in ("2026-W24/", "2026-W24/index.html", "/2026-W25/", "feed.xml"):
+        assert archive_page(sent, settings, path) is not None, path
+    feed = archive_page(sent, settings, "feed.xml")
+    assert feed is not None and feed.content_type.startswith("application/rss+xml")
+    for path in ("../newsletter.db", "2026-W24/../../etc/passwd", "2026-W99/", "x.html", ""):
+        assert archive_page(sent, settings, path) is None, path
 
 
 def test_the_archive_is_what_was_sent(sent: Store, settings: Settings) -> None:

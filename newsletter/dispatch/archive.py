@@ -156,6 +156,22 @@ def issue_pages(issues: list[Issue], settings: Settings) -> list[ArchivePage]:
     return pages
 
 
+_ISSUE_PATH = re.compile(r"^(\d{4}-W\d{2})/(index\.html)?$")
+
+
+def archive_page(store: Store, settings: Settings, path: str) -> ArchivePage | None:
+    """An issue's page ("2026-W24/") or the feed ("feed.xml") in memory, or None: no such
+    page. Only these names are recognised, so a path can never reach the file system. (The
+    index shares the site's layout: `newsletter.site.pages.Site.archive_index`.)"""
+    path = path.lstrip("/")
+    match = _ISSUE_PATH.match(path)
+    wanted = f"{match[1]}/{INDEX}" if match else path
+    if not match and wanted != FEED:
+        return None
+    pages = issue_pages(archived_issues(store, settings), settings)
+    return next((page for page in pages if page.path == wanted), None)
+
+
 def is_archive_folder(folder: Path) -> bool:
     """Only an earlier archive (or an empty folder) is ever replaced wholesale."""
     if not folder.is_dir():
