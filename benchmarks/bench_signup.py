@@ -72,23 +72,9 @@ def _measure(tmp: Path) -> str:
         "NEWSLETTER_SIGNUP_IP_LIMIT": "0",  # one load generator is one IP
         "NEWSLETTER_LOG_LEVEL": "warning",
     }
-    server = subprocess.Popen(
-        [
-            *(sys.executable, "-c", "from newsletter.cli import main; main()", "serve"),
-            *("--port", "0", "--workers", "2", "--threads", str(SERVER_THREADS)),
-        ],
-        env=env,
-        cwd=tmp,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
+    server, port = start_server(env, tmp)
     try:
-        assert server.stdout is not None
-        line = server.stdout.readline()
-        match = re.search(r"http://127\.0\.0\.1:(\d+)", line)
-        if not match:
-            raise RuntimeError(f"serve did not start: {line!r}")
-        url = f"http://127.0.0.1:{match.group(1)}"
+        url = f"http://127.0.0.1:{port}"
         page = _wait_for(url)
         token = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
         assert token
@@ -105,7 +91,7 @@ def _measure(tmp: Path) -> str:
             text=True,
             check=True,
         )
-        paced = _paced(int(match.group(1)), token.group(1), cookie)
+        paced = _paced(port, token.group(1), cookie)
     finally:
         server.send_signal(signal.SIGTERM)  # workers finish their queued mails first
         server.wait(120)
@@ -234,6 +220,27 @@ def paced_load(
         worker.join()
     result.elapsed = time.perf_counter() - start
     return result
+
+
+def start_server(env: dict[str, str], cwd: Path) -> tuple[subprocess.Popen[str], int]:
+    """`newsletter serve --workers 2` on a free port of 127.0.0.1, and that port."""
+    server = subprocess.Popen(
+        [
+            *(sys.executable, "-c", "from newsletter.cli import main; main()", "serve"),
+            *("--port", "0", "--workers", "2", "--threads", str(SERVER_THREADS)),
+        ],
+        env=env,
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert server.stdout is not None
+    line = server.stdout.readline()
+    match = re.search(r"http://127\.0\.0\.1:(\d+)", line)
+    if not match:
+        server.kill()
+        raise RuntimeError(f"serve did not start: {line!r}")
+    return server, int(match.group(1))
 
 
 def _wait_for(url: str) -> httpx.Response:

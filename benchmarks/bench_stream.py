@@ -12,7 +12,6 @@ import resource
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -23,7 +22,7 @@ import httpx
 
 from benchmarks.bench_signup import TARGET_P99_MS as SIGNUP_P99_MS
 from benchmarks.bench_signup import TARGET_RPS as SIGNUP_RPS
-from benchmarks.bench_signup import Paced, _paced, _wait_for, paced_load
+from benchmarks.bench_signup import Paced, _paced, _wait_for, paced_load, start_server
 
 title = "Signal stream"
 
@@ -166,23 +165,8 @@ def _measure(tmp: Path) -> str:
     store.close()
     size_mb = sum(p.stat().st_size for p in (tmp / "site").rglob("*") if p.is_file()) / 1e6
 
-    server = subprocess.Popen(
-        [
-            *(sys.executable, "-c", "from newsletter.cli import main; main()", "serve"),
-            *("--port", "0", "--workers", "2", "--threads", "8"),
-        ],
-        env=env,
-        cwd=tmp,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
+    server, port = start_server(env, tmp)
     try:
-        assert server.stdout is not None
-        line = server.stdout.readline()
-        match = re.search(r"http://127\.0\.0\.1:(\d+)", line)
-        if not match:
-            raise RuntimeError(f"serve did not start: {line!r}")
-        port = int(match.group(1))
         url = f"http://127.0.0.1:{port}"
         form = _wait_for(url)
         pages = [f"/signals/{slug}/" for slug in slugs]
