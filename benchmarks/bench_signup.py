@@ -19,6 +19,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import quote
 
@@ -71,23 +72,9 @@ def _measure(tmp: Path) -> str:
         "NEWSLETTER_SIGNUP_IP_LIMIT": "0",  # one load generator is one IP
         "NEWSLETTER_LOG_LEVEL": "warning",
     }
-    server = subprocess.Popen(
-        [
-            *(sys.executable, "-c", "from newsletter.cli import main; main()", "serve"),
-            *("--port", "0", "--workers", "2", "--threads", str(SERVER_THREADS)),
-        ],
-        env=env,
-        cwd=tmp,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
+    server, port = start_server(env, tmp)
     try:
-        assert server.stdout is not None
-        line = server.stdout.readline()
-        match = re.search(r"http://127\.0\.0\.1:(\d+)", line)
-        if not match:
-            raise RuntimeError(f"serve did not start: {line!r}")
-        url = f"http://127.0.0.1:{match.group(1)}"
+        url = f"http://127.0.0.1:{port}"
         page = _wait_for(url)
         token = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
         assert token
@@ -104,7 +91,7 @@ def _measure(tmp: Path) -> str:
             text=True,
             check=True,
         )
-        paced = _paced(int(match.group(1)), token.group(1), cookie)
+        paced = _paced(port, token.group(1), cookie)
     finally:
         server.send_signal(signal.SIGTERM)  # workers finish their queued mails first
         server.wait(120)
@@ -179,26 +166,41 @@ class Paced:
 
 
 def _paced(port: int, token: str, cookie: str) -> Paced:
-    """An open-loop client: each thread sends on a fixed schedule, whatever the answers do."""
-    result = Paced()
-    interval = PACED_THREADS / TARGET_RPS
-    count = int(DURATION_S / interval)
-    start = time.perf_counter() + 0.2
+    """Sign-ups offered at TARGET_RPS, a new address each."""
     headers = {
         "Content-Type": "application/x-www-form-urlencoded",
         "Cookie": f"nl_csrf={cookie}",
     }
 
+    def sign_up(conn: http.client.HTTPConnection, thread: int, i: int) -> None:
+        body = f"email=p{thread}-{i}%40example.org&csrf_token={quote(token)}"
+        conn.request("POST", "/subscribe", body, headers)
+
+    return paced_load(port, TARGET_RPS, PACED_THREADS, sign_up)
+
+
+def paced_load(
+    port: int,
+    rate: int,
+    threads: int,
+    send: Callable[[http.client.HTTPConnection, int, int], None],
+) -> Paced:
+    """An open-loop client: each thread sends on a fixed schedule, whatever the answers do;
+    `send(conn, thread, i)` makes request i of a thread; a 200 answer counts."""
+    result = Paced()
+    interval = threads / rate
+    count = int(DURATION_S / interval)
+    start = time.perf_counter() + 0.2
+
     def client(thread: int) -> None:
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
         for i in range(count):
-            due = start + (i + thread / PACED_THREADS) * interval
+            due = start + (i + thread / threads) * interval
             pause = due - time.perf_counter()
             if pause > 0:
                 time.sleep(pause)
-            body = f"email=p{thread}-{i}%40example.org&csrf_token={quote(token)}"
             try:
-                conn.request("POST", "/subscribe", body, headers)
+                send(conn, thread, i)
                 response = conn.getresponse()
                 response.read()
                 good = response.status == 200
@@ -211,13 +213,34 @@ def _paced(port: int, token: str, cookie: str) -> Paced:
                 result.latencies.append(time.perf_counter() - due)
         conn.close()
 
-    threads = [threading.Thread(target=client, args=(n,)) for n in range(PACED_THREADS)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    workers = [threading.Thread(target=client, args=(n,)) for n in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
     result.elapsed = time.perf_counter() - start
     return result
+
+
+def start_server(env: dict[str, str], cwd: Path) -> tuple[subprocess.Popen[str], int]:
+    """`newsletter serve --workers 2` on a free port of 127.0.0.1, and that port."""
+    server = subprocess.Popen(
+        [
+            *(sys.executable, "-c", "from newsletter.cli import main; main()", "serve"),
+            *("--port", "0", "--workers", "2", "--threads", str(SERVER_THREADS)),
+        ],
+        env=env,
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert server.stdout is not None
+    line = server.stdout.readline()
+    match = re.search(r"http://127\.0\.0\.1:(\d+)", line)
+    if not match:
+        server.kill()
+        raise RuntimeError(f"serve did not start: {line!r}")
+    return server, int(match.group(1))
 
 
 def _wait_for(url: str) -> httpx.Response:

@@ -10,7 +10,6 @@ from pathlib import Path
 
 from newsletter.delivery.deliver import DeliveryReport, send_dispatch
 from newsletter.delivery.senders import FileSender
-from newsletter.dispatch.archive import publish_after_send
 from newsletter.dispatch.build import approve, build_dispatch, load_dispatch
 from newsletter.models import Dispatch
 from newsletter.preview import write_preview
@@ -19,11 +18,15 @@ from newsletter.settings import Settings
 from newsletter.signals.annotations import import_annotations
 from newsletter.signals.collect import CollectReport, collect
 from newsletter.signals.sources_file import read_sources_file
+from newsletter.site.build import publish_after_send
+from newsletter.site.publish import set_published
 from newsletter.store import Store
 from newsletter.weeks import Week
 
 #: the ISO week the sample signals were published in
 SAMPLE_WEEK = Week(2026, 24)
+#: the seed-002 paper, from an earlier week: the editor publishes its page between dispatches
+SAMPLE_PUBLISHED = "2605.22731"
 
 
 def sample_dir() -> Path:
@@ -39,6 +42,7 @@ class DemoResult:
     archive: Path | None
     outbox: Path
     db: Path
+    public_signals: int = 0
 
 
 def load_sample(store: Store, *, now: datetime | None = None) -> CollectReport:
@@ -59,6 +63,9 @@ def run_demo(settings: Settings, preview_path: Path = Path("preview.html")) -> D
         with open(sample / "subscribers.csv", newline="", encoding="utf-8") as handle:
             for row in csv.DictReader(handle):
                 add_subscriber(store, row["email"], name=row.get("name") or None, confirmed=True)
+        published = store.signals.find(arxiv_id=SAMPLE_PUBLISHED)
+        if published is not None:
+            set_published(store, settings, [published["id"]], public=True)
         dispatch = load_dispatch(store, settings, SAMPLE_WEEK)
         if dispatch is None or dispatch.status == "draft":
             build_dispatch(store, settings, SAMPLE_WEEK)
@@ -68,7 +75,8 @@ def run_demo(settings: Settings, preview_path: Path = Path("preview.html")) -> D
         archive = publish_after_send(store, settings, SAMPLE_WEEK)
         dispatch = load_dispatch(store, settings, SAMPLE_WEEK)
         assert dispatch is not None
+        public = store.stream.count()
     finally:
         store.close()
     outbox = settings.outbox / str(SAMPLE_WEEK)
-    return DemoResult(collected, dispatch, delivery, preview, archive, outbox, settings.db)
+    return DemoResult(collected, dispatch, delivery, preview, archive, outbox, settings.db, public)

@@ -74,6 +74,10 @@ class Signal:
     announce_type: str | None = None
     guid: str | None = None
     draft_id: int | None = None  # the accepted machine draft this read began as, if any
+    # the signal stream: the page's slug, and the editor's publish / unpublish choice
+    slug: str | None = None
+    publication: str | None = None
+    updated_at: str | None = None
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> Signal:
@@ -97,6 +101,12 @@ class Signal:
     @property
     def has_effects(self) -> bool:
         return bool(self.effects_direct or self.effects_second or self.effects_third)
+
+    @property
+    def is_annotated(self) -> bool:
+        """The editor wrote the read: a signal score or a "why" field (the store's
+        `ANNOTATED` SQL says the same). Only annotated signals ever get a public page."""
+        return self.signal_score is not None or self.has_why
 
 
 @dataclass(frozen=True)

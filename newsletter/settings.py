@@ -327,9 +327,11 @@ SETTINGS: tuple[Spec, ...] = (
     Spec(
         "consent_text",
         "NEWSLETTER_CONSENT_TEXT",
-        "By subscribing, you agree to receive the weekly dispatch. Unsubscribe at any time.",
+        "By subscribing, you agree to receive updates from {PUBLICATION}."
+        " You can unsubscribe at any time.",
         _text,
-        "consent shown under the sign-up form and stored with each sign-up",
+        "consent shown under every sign-up form and stored with each sign-up"
+        " ({publication} / {PUBLICATION}: the name)",
     ),
     Spec(
         "web_archive_dir",
@@ -571,9 +573,10 @@ SETTINGS: tuple[Spec, ...] = (
     Spec(
         "summary_length",
         "NEWSLETTER_SUMMARY_LENGTH",
-        "500",
+        "560",
         _int(0),
-        "characters of a summary an email card shows, cut at a word with … (0: all; all is kept)",
+        "characters of a summary a card shows (email and signal pages), cut at a word with …"
+        " (0: all; the store keeps it all); the seed pages show about 550",
     ),
     Spec(
         "select_unscored",
@@ -630,7 +633,37 @@ SETTINGS: tuple[Spec, ...] = (
         "comma-separated SNS topics whose SES bounces and complaints"
         " /webhooks/ses accepts (empty: webhook off)",
     ),
+    # the signal stream (public signal pages)
+    Spec(
+        "stream_disclaimer",
+        "NEWSLETTER_STREAM_DISCLAIMER",
+        "This signal links to a primary source. {publication} monitors and indexes it as part"
+        " of the live intelligence stream — we do not republish source content.",
+        _text,
+        "under Original report on each signal page ({publication}: the name)",
+    ),
+    Spec(
+        "stream_tracked_by",
+        "NEWSLETTER_STREAM_TRACKED_BY",
+        "Tracked by {publication} · live intelligence network",
+        _text,
+        "last line of Original report on each signal page ({publication}: the name)",
+    ),
+    Spec(
+        "stream_page_size",
+        "NEWSLETTER_STREAM_PAGE_SIZE",
+        "20",
+        _int(1, 200),
+        "signals per page of the stream (/signals/)",
+    ),
 )
+
+#: settings whose text may name the publication: {publication}, or {PUBLICATION} in capitals
+NAMED_TEXTS = ("consent_text", "stream_disclaimer", "stream_tracked_by")
+
+
+def name_in(text: str, name: str) -> str:
+    return text.replace("{publication}", name).replace("{PUBLICATION}", name.upper())
 
 
 @dataclass(frozen=True)
@@ -721,6 +754,10 @@ class Settings:
     ses_configuration_set: str
     ses_api_url: str
     ses_topic_arns: tuple[str, ...]
+    # the signal stream
+    stream_disclaimer: str
+    stream_tracked_by: str
+    stream_page_size: int
 
     @property
     def from_email(self) -> str:
@@ -763,6 +800,8 @@ def load_settings(
             values[spec.attr] = spec.parse(raw)
         except ValueError as exc:
             raise SettingsError(f"{spec.env}: {exc}") from None
+    for attr in NAMED_TEXTS:
+        values[attr] = name_in(values[attr], values["name"])
     settings = Settings(**values)
     _check_sender_credentials(settings)
     return settings

@@ -16,10 +16,10 @@ from pathlib import Path
 
 from newsletter.delivery.deliver import DeliveryReport, ProgressCallback, send_dispatch
 from newsletter.delivery.senders.base import Sender
-from newsletter.dispatch.archive import publish_after_send
 from newsletter.dispatch.build import approve, build_dispatch, current_week, load_dispatch
 from newsletter.settings import Settings
 from newsletter.signals.collect import CollectReport, collect
+from newsletter.site.build import publish_after_send
 from newsletter.store import Store
 from newsletter.weeks import Week
 

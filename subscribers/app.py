@@ -65,12 +65,13 @@ def create_app(
     if settings.proxy_hops:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.proxy_hops)  # type: ignore[method-assign]
 
-    from subscribers import archive, links, signup, webhooks
+    from subscribers import archive, links, signup, stream, webhooks
 
     app.register_blueprint(signup.blueprint)
     app.register_blueprint(links.blueprint)
     app.register_blueprint(webhooks.blueprint)
     app.register_blueprint(archive.blueprint)
+    app.register_blueprint(stream.blueprint)
     app.add_url_rule("/healthz", "healthz", healthz)
     app.after_request(_security_headers)
     app.register_error_handler(HTTPException, _http_error)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import hmac
 import secrets
 
+from flask import Response
 from itsdangerous import BadData, URLSafeTimedSerializer
 
 COOKIE = "nl_csrf"
@@ -34,3 +35,10 @@ def check(secret: str, cookie: str | None, field: str | None) -> bool:
     except BadData:
         return False
     return isinstance(nonce, str) and hmac.compare_digest(nonce.encode(), cookie.encode())
+
+
+def set_cookie(response: Response, cookie: str, *, secure: bool) -> None:
+    """The nonce's cookie, on every page that shows a form protected by it."""
+    response.set_cookie(
+        COOKIE, cookie, max_age=MAX_AGE, httponly=True, samesite="Lax", secure=secure
+    )

@@ -28,7 +28,8 @@ THANKS = (
 
 @blueprint.get("/")
 def index() -> Any:
-    return _form_page()
+    # a signal page built for another host sends readers here with their address filled in
+    return _form_page(email=request.args.get("email", "")[:254])
 
 
 @blueprint.get("/static/site.css")
@@ -108,14 +109,7 @@ def _form_page(error: str | None = None, status: int = 200, **values: str) -> Re
     cookie, field = csrf.issue(web().secret, request.cookies.get(csrf.COOKIE))
     html = render_template("index.html", csrf_token=field, error=error, **values)
     response = make_response(html, status)
-    response.set_cookie(
-        csrf.COOKIE,
-        cookie,
-        max_age=csrf.MAX_AGE,
-        httponly=True,
-        samesite="Lax",
-        secure=web().settings.public_url.startswith("https://"),
-    )
+    csrf.set_cookie(response, cookie, secure=web().settings.public_url.startswith("https://"))
     return response
 
 

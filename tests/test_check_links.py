@@ -83,6 +83,18 @@ def test_a_server_refusing_head_is_retried_with_get(site: str) -> None:
     assert ("GET", "/get-only") in Handler.seen
 
 
+def test_our_own_pages_that_appear_when_sent_are_not_broken_yet(site: str) -> None:
+    """A signal's page and the archive copy 404 until the dispatch goes out."""
+    pages = (f"{site}/signals/", f"{site}/archive/")
+    urls = [f"{site}/signals/x-12345678/", f"{site}/archive/2026-W24/", f"{site}/missing"]
+    found = check_links(message_linking(*urls), timeout=2, published_on_send=pages)
+    errors = [f.message for f in found if f.level == Level.ERROR]
+    assert errors == [f"broken link {site}/missing: HTTP 404"]
+    assert (Level.INFO, "checked 3 link(s): 1 broken, 0 redirected") in {
+        (f.level, f.message) for f in found
+    }
+
+
 def test_an_unreachable_host_is_broken_not_a_crash() -> None:
     found = check_links(message_linking("http://127.0.0.1:9/"), timeout=1)
     assert found[0].level == Level.ERROR and "ConnectError" in found[0].message

@@ -17,13 +17,13 @@ from llm_stub import GOOD_READ, Stub, serve
 
 from newsletter.delivery.deliver import send_dispatch
 from newsletter.delivery.senders import FileSender
-from newsletter.dispatch.archive import publish_after_send
 from newsletter.editorial.client import ChatClient
 from newsletter.editorial.drafts import accept, draft_signals, overlay, reject
 from newsletter.editorial.prompt import ANSWER_SCHEMA, DRAFT_FIELDS, Prompt
 from newsletter.errors import DraftFailed, EditorialError
 from newsletter.models import FeedItem
 from newsletter.settings import load_settings
+from newsletter.site.build import publish_after_send
 from newsletter.store import Store
 from newsletter.weeks import Week
 

@@ -11,11 +11,12 @@ ROOT = Path(__file__).parent.parent
 
 #: lowest first; a module may import its own layer and anything listed before it
 LAYERS: list[set[str]] = [
-    {"__init__", "models", "errors", "settings", "weeks", "tokens"},
+    {"__init__", "models", "errors", "settings", "weeks", "tokens", "slugs"},
     {"store"},
     {"signals"},
     {"editorial"},
     {"dispatch"},
+    {"site"},
     {"delivery"},
     {"readers"},
     {"preview", "weekly", "demo"},

@@ -95,7 +95,15 @@ def check_message(
         report.extend(check_spam(message, tools.spamassassin))
     if links and "links" not in skip:
         progress("checking links")
-        report.extend(check_links(message, timeout=link_timeout, concurrency=settings.concurrency))
+        own = tuple(f"{settings.public_url}/{folder}/" for folder in ("archive", "signals"))
+        report.extend(
+            check_links(
+                message,
+                timeout=link_timeout,
+                concurrency=settings.concurrency,
+                published_on_send=own,
+            )
+        )
     if "render" not in skip:
         progress("rendering at 375 and 600 px")
         report.extend(check_render(message.html, tools.chromium, screenshots))

@@ -16,7 +16,10 @@ from __future__ import annotations
 from newsletter.cli.lazy import Registry
 
 COMMANDS: Registry = {
-    "archive": ("newsletter.cli.dispatch:archive", "The web archive of sent dispatches."),
+    "archive": (
+        "newsletter.cli.dispatch:archive",
+        "The static site: the archive of sent dispatches and the signal stream.",
+    ),
     "check": (
         "newsletter.cli.check:check",
         "Check the dispatch before sending: size, spam score, headers, links, DKIM, rendering.",

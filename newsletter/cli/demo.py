@@ -45,4 +45,8 @@ def demo(app: App, preview_path: Path) -> None:
     click.echo(f"preview:  {result.preview}")
     if result.archive is not None:
         click.echo(f"archive:  {result.archive}")
+        click.echo(
+            f"signals:  {result.archive / 'signals'} ({result.public_signals} public pages;"
+            " `newsletter serve` shows them at /signals/)"
+        )
     click.echo(f"outbox:   {result.outbox.resolve()}")

@@ -273,7 +273,7 @@ def _serve(app: App, week: Week, port: int, open_: bool, drafts: bool) -> None:
 
 @cli.group()
 def archive() -> None:
-    """The web archive of sent dispatches."""
+    """The static site: the archive of sent dispatches and the signal stream."""
 
 
 @archive.command("build")
@@ -285,8 +285,12 @@ def archive() -> None:
 )
 @pass_app
 def archive_build(app: App, output: Path | None) -> None:
-    """Write the static archive: an index, one page per sent dispatch, an RSS feed."""
-    from newsletter.dispatch.archive import build_archive
+    """Write the static site: the archive (an index, a page per sent dispatch, an RSS feed)
+    and the signal stream under signals/ (a page per public signal, the stream, Atom and JSON
+    feeds), a stylesheet and sitemap.xml."""
+    from newsletter.site.build import build_site
 
-    folder, count = build_archive(app.store, app.settings, output)
-    click.echo(f"archive: {folder} ({count} issue{'s' if count != 1 else ''})")
+    report = build_site(app.store, app.settings, output)
+    issues = f"{report.issues} issue{'s' if report.issues != 1 else ''}"
+    signals = f"{report.signals} signal page{'s' if report.signals != 1 else ''}"
+    click.echo(f"archive: {report.folder} ({issues}, {signals}, {report.files} files)")

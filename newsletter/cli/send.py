@@ -199,7 +199,7 @@ def send(
     """
     from newsletter.delivery.deliver import send_dispatch
     from newsletter.delivery.senders import make_sender
-    from newsletter.dispatch.archive import publish_after_send
+    from newsletter.site.build import publish_after_send
 
     week = app.week(week_text)
     preflight(app, week, force=force, dry_run=dry_run, unapproved=force_unapproved)

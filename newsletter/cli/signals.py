@@ -194,6 +194,9 @@ def signals_show(app: App, signal_id: int) -> None:
             click.echo(f"{name}: {value}")
     for name in ("first_seen", "updated_at", "annotated_at"):
         click.echo(f"{name}: {row[name] or '-'}")
+    page = f"{app.settings.public_url}/signals/{row['slug']}/"
+    public = app.store.stream.is_public(signal_id)
+    click.echo(f"page: {page if public else 'not public'} ({row['publication'] or 'automatic'})")
     _show_draft(app, signal_id)
 
 
@@ -304,3 +307,42 @@ def signals_export(
     else:
         output.write_text(text, encoding="utf-8")
         click.echo(f"{len(rows)} signals written to {output}", err=True)
+
+
+signal_ids = click.argument("signal_ids", metavar="ID...", nargs=-1, required=True, type=int)
+
+
+def _publish(app: App, ids: tuple[int, ...], public: bool) -> None:
+    from newsletter.site.build import rebuild
+    from newsletter.site.publish import set_published
+
+    for done in set_published(app.store, app.settings, ids, public=public):
+        where = done.url if done.public else "no public page"
+        click.echo(f"#{done.signal.id} {done.signal.title[:60]}: {where}")
+    folder = app.settings.web_archive_dir
+    if (folder / "index.html").is_file() and rebuild(app.store, app.settings):
+        click.echo(f"static site rebuilt: {folder}")
+
+
+@signals.command("publish")
+@signal_ids
+@pass_app
+def signals_publish(app: App, signal_ids: tuple[int, ...]) -> None:
+    """Give annotated signals their public page now, before a dispatch carries them.
+
+    Signals in a sent dispatch are public already (unless unpublished). A signal without the
+    editor's read (no signal score and no why field) cannot be published. The static site
+    (NEWSLETTER_WEB_ARCHIVE_DIR) is rebuilt when there is one.
+    """
+    _publish(app, signal_ids, public=True)
+
+
+@signals.command("unpublish")
+@signal_ids
+@pass_app
+def signals_unpublish(app: App, signal_ids: tuple[int, ...]) -> None:
+    """Take signals' public pages down (404), even when a sent dispatch carried them.
+
+    They leave the stream, the feeds and the sitemap; `publish` brings them back.
+    """
+    _publish(app, signal_ids, public=False)

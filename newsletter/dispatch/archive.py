@@ -1,18 +1,20 @@
-"""The web archive: an index of sent dispatches, one page per dispatch, and an RSS 2.0 feed.
+"""The web archive of dispatches: a page per sent dispatch and an RSS 2.0 feed of them.
 
 Each issue's page is the HTML frozen when sending began, with the per-reader slots filled for
 nobody (a subscribe link where a reader's unsubscribe link was), so the archive shows exactly
-what was sent. `build_archive` writes the static site (what `GET /archive/` serves);
-`archive_page` answers one path of it without touching the disk.
+what was sent; a bar at the top leads back to the index, and what only makes sense in an inbox
+("View in browser") is hidden. The whole static site (these pages, the index, the signal
+stream) is written by `newsletter.site.build.build_site` through `write_folder` here.
 """
 
 from __future__ import annotations
 
-import logging
+import html
 import os
 import re
 import shutil
 import tempfile
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import format_datetime
@@ -29,11 +31,9 @@ from newsletter.settings import Settings
 from newsletter.store import Store
 from newsletter.weeks import Week
 
-log = logging.getLogger(__name__)
-
-ARCHIVED = ("sending", "sent")  # readers get "view in browser" links as soon as sending starts
+ARCHIVED = ("sending", "partly sent", "sent")  # readers have "view in browser" links from here on
 FEED = "feed.xml"
-_ISSUE_PATH = re.compile(r"^(\d{4}-W\d{2})/(index\.html)?$")
+INDEX = "index.html"
 
 
 @dataclass(frozen=True)
@@ -53,6 +53,16 @@ class Issue:
     def path(self) -> str:
         return f"{self.dispatch.week}/"
 
+    @property
+    def week(self) -> Week:
+        return Week.parse(self.dispatch.week)
+
+    @property
+    def week_label(self) -> str:
+        """`Week of Jun 8, 2026`: the week the dispatch covers (not the day it was sent)."""
+        monday = self.week.monday()
+        return f"Week of {monday:%b} {monday.day}, {monday.year}"
+
 
 def archive_url(settings: Settings) -> str:
     return f"{settings.public_url}/archive/"
@@ -70,88 +80,125 @@ def archived_issues(store: Store, settings: Settings) -> list[Issue]:
         if dispatch is None or rendered is None:
             continue
         when = datetime.fromisoformat(row["sent_at"] or row["updated_at"])
-        issues.append(Issue(dispatch, when.astimezone(UTC), rendered.html.fill(values)))
+        page = with_archive_bar(rendered.html.fill(values), settings)
+        issues.append(Issue(dispatch, when.astimezone(UTC), page))
     issues.sort(key=lambda issue: (issue.dispatch.issue_number, issue.dispatch.week), reverse=True)
     return issues
 
 
-def _pages(issues: list[Issue], settings: Settings, env: jinja2.Environment) -> list[ArchivePage]:
-    context = {
-        "issues": issues,
-        "settings": settings,
-        "archive_url": archive_url(settings),
-        "subscribe_url": f"{settings.public_url}/",
-        "feed": FEED,
-        "rfc822": format_datetime,
-        "built_at": datetime.now(UTC),
-    }
-    index = env.get_template("archive/index.html.j2").render(context)
-    feed = env.get_template("archive/feed.xml.j2").render(context)
-    pages = [
-        ArchivePage("index.html", "text/html; charset=utf-8", index.encode("utf-8")),
-        ArchivePage(FEED, "application/rss+xml; charset=utf-8", feed.encode("utf-8")),
-    ]
-    pages += [
-        ArchivePage(
-            f"{issue.path}index.html", "text/html; charset=utf-8", issue.html.encode("utf-8")
+_BODY = re.compile(r"<body\b[^>]*>", re.IGNORECASE)
+_ARCHIVE_STYLE = """<style>
+.inbox-only { display: none !important; }
+.archive-bar { max-width: 600px; margin: 0 auto; padding: 14px 16px 6px; font: 15px/1.5
+  -apple-system, BlinkMacSystemFont, "Segoe UI", Helvetica, Arial, sans-serif; color: #4a5568; }
+.archive-bar a { color: %(accent)s; display: inline-block; padding: 8px 4px; }
+@media (prefers-color-scheme: dark) { .archive-bar, .archive-bar span { color: #a9b4c2; }
+  .archive-bar a { color: #8ab4f8; } }
+</style>"""
+
+
+def with_archive_bar(page: str, settings: Settings) -> str:
+    """The frozen email as a web page: a way back to the index and the signal stream at the
+    top, and the inbox-only parts ("View in browser") hidden. Links are relative to the issue's
+    folder, so the archive works wherever it is published."""
+    accent = html.escape(settings.accent_color)
+    style = _ARCHIVE_STYLE % {"accent": accent}
+    bar = (
+        '<nav class="archive-bar" aria-label="Archive">'
+        f'<a href="../">← All issues</a> <span aria-hidden="true">·</span> '
+        '<a href="../signals/">Signal stream</a> <span aria-hidden="true">·</span> '
+        f'<a href="{html.escape(settings.public_url)}/">Subscribe</a></nav>'
+    )
+    head_end = page.lower().find("</head>")
+    if head_end >= 0:
+        page = page[:head_end] + style + page[head_end:]
+    body = _BODY.search(page)
+    at = body.end() if body else 0
+    return page[:at] + bar + page[at:]
+
+
+def feed(issues: list[Issue], settings: Settings, env: jinja2.Environment | None = None) -> str:
+    """RSS 2.0 of the issues. Readers render <title> and <description> as HTML, so their text
+    is HTML-escaped here and XML-escaped again by the template."""
+    env = env or make_environment()
+    items = []
+    for issue in issues:
+        titles = "".join(
+            f"<li>{html.escape(signal.title, quote=False)}</li>"
+            for signal in issue.dispatch.signals
         )
-        for issue in issues
-    ]
-    return pages
-
-
-def archive_pages(
-    store: Store, settings: Settings, env: jinja2.Environment | None = None
-) -> list[ArchivePage]:
-    """Every page of the archive, in memory."""
-    return _pages(archived_issues(store, settings), settings, env or make_environment())
-
-
-def archive_page(store: Store, settings: Settings, path: str) -> ArchivePage | None:
-    """The page at `path` under /archive/ ("", "feed.xml", "2026-W24/"), or None: no such page.
-
-    Only these names are recognised, so a path can never reach the file system.
-    """
-    path = path.lstrip("/")
-    wanted = "index.html" if path in ("", "index.html") else path
-    match = _ISSUE_PATH.match(path)
-    if match:
-        wanted = f"{match[1]}/index.html"
-    elif wanted not in ("index.html", FEED):
-        return None
-    return next((p for p in archive_pages(store, settings) if p.path == wanted), None)
-
-
-def _replaceable(folder: Path) -> bool:
-    """Only an earlier archive (or an empty folder) is ever replaced wholesale."""
-    if not folder.is_dir():
-        return False
-    return not any(folder.iterdir()) or (
-        (folder / "index.html").is_file() and (folder / FEED).is_file()
+        lead = html.escape(issue.dispatch.preheader, quote=False)
+        description = (f"<p>{lead}</p>" if lead else "") + (f"<ul>{titles}</ul>" if titles else "")
+        title = f"Issue {issue.dispatch.issue_number}: {issue.dispatch.subject}"
+        items.append(
+            {"issue": issue, "title": html.escape(title, quote=False), "description": description}
+        )
+    return env.get_template("archive/feed.xml.j2").render(
+        settings=settings,
+        channel_title=html.escape(settings.name, quote=False),
+        channel_description=html.escape(settings.tagline or settings.name, quote=False),
+        items=items,
+        archive_url=archive_url(settings),
+        feed=FEED,
+        rfc822=format_datetime,
+        built_at=datetime.now(UTC),
     )
 
 
-def build_archive(store: Store, settings: Settings, output: Path | None = None) -> tuple[Path, int]:
-    """Write the static archive to `output` (default: the web service's archive folder).
+def issue_pages(issues: list[Issue], settings: Settings) -> list[ArchivePage]:
+    """Each issue's page and the RSS feed (the index is the site's: it shares its layout)."""
+    pages = [
+        ArchivePage(f"{issue.path}{INDEX}", "text/html; charset=utf-8", issue.html.encode("utf-8"))
+        for issue in issues
+    ]
+    body = feed(issues, settings).encode("utf-8")
+    pages.append(ArchivePage(FEED, "application/rss+xml; charset=utf-8", body))
+    return pages
 
-    The new site is written next to the old one and swapped in, so a visitor never sees half of
-    it. Returns the folder and how many issues it holds.
-    """
-    target = Path(output or settings.web_archive_dir).resolve()
-    if target.exists() and not _replaceable(target):
+
+_ISSUE_PATH = re.compile(r"^(\d{4}-W\d{2})/(index\.html)?$")
+
+
+def archive_page(store: Store, settings: Settings, path: str) -> ArchivePage | None:
+    """An issue's page ("2026-W24/") or the feed ("feed.xml") in memory, or None: no such
+    page. Only these names are recognised, so a path can never reach the file system. (The
+    index shares the site's layout: `newsletter.site.pages.Site.archive_index`.)"""
+    path = path.lstrip("/")
+    match = _ISSUE_PATH.match(path)
+    wanted = f"{match[1]}/{INDEX}" if match else path
+    if not match and wanted != FEED:
+        return None
+    pages = issue_pages(archived_issues(store, settings), settings)
+    return next((page for page in pages if page.path == wanted), None)
+
+
+def is_archive_folder(folder: Path) -> bool:
+    """Only an earlier archive (or an empty folder) is ever replaced wholesale."""
+    if not folder.is_dir():
+        return False
+    return not any(folder.iterdir()) or ((folder / INDEX).is_file() and (folder / FEED).is_file())
+
+
+def write_folder(target: Path, files: Iterable[tuple[str, bytes]]) -> Path:
+    """Write `files` (relative path, bytes) as the folder `target`, replacing an earlier
+    archive there. The new folder is written beside the old one and swapped in, so a visitor
+    never sees half of it; a folder that is not an archive is never touched."""
+    target = target.resolve()
+    if target.exists() and not is_archive_folder(target):
         raise NewsletterError(
-            f"{target}: exists and is not a web archive (no index.html and {FEED}); "
+            f"{target}: exists and is not a web archive (no {INDEX} and {FEED}); "
             "choose an empty or new folder"
         )
-    issues = archived_issues(store, settings)
-    pages = _pages(issues, settings, make_environment())
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     try:
-        for page in pages:
-            file = staging / page.path
-            file.parent.mkdir(parents=True, exist_ok=True)
-            file.write_bytes(page.body)
+        made: set[Path] = {staging}
+        for relative, body in files:
+            file = staging / relative
+            if file.parent not in made:
+                file.parent.mkdir(parents=True, exist_ok=True)
+                made.add(file.parent)
+            file.write_bytes(body)
         os.chmod(staging, 0o755)  # noqa: S103 - a web folder: the server must read it
         if target.exists():
             old = target.with_name(f".{target.name}.old")
@@ -163,21 +210,4 @@ def build_archive(store: Store, settings: Settings, output: Path | None = None) 
             os.replace(staging, target)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    return target, len(issues)
-
-
-def publish_after_send(store: Store, settings: Settings, week: Week) -> Path | None:
-    """Rebuild the web archive once the week's dispatch is sent, so "View in browser" works.
-
-    The mail has gone out by now: a failure here is logged, never turned into a failed send.
-    """
-    row = store.dispatches.get(str(week))
-    if row is None or row["status"] != "sent":
-        return None
-    try:
-        folder, _ = build_archive(store, settings)
-    except (NewsletterError, OSError) as exc:
-        log.warning("web archive not rebuilt: %s (run `newsletter archive build`)", exc)
-        return None
-    log.info("web archive rebuilt in %s", folder)
-    return folder
+    return target

@@ -10,7 +10,7 @@ import re
 import secrets
 import textwrap
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,10 +19,10 @@ import mjml
 from markdown_it import MarkdownIt
 from markupsafe import Markup
 
+from newsletter.dispatch import card as cards
 from newsletter.errors import NewsletterError
-from newsletter.models import Dispatch
+from newsletter.models import Dispatch, Signal
 from newsletter.settings import Settings
-from newsletter.signals.shorten import shorten_summary
 
 #: filled per message (delivery.compose.reader_values) or for the web archive (archive_values)
 SLOTS = ("unsubscribe_url", "unsubscribe_label", "greeting", "email", "reason", "reason_text")
@@ -152,20 +152,26 @@ class Rendered:
         return self.html.fill(escaped), self.text.fill(values)
 
 
+HEADINGS = {
+    "why": cards.WHY_HEADING,
+    "winners": cards.WINNERS_HEADING,
+    "losers": cards.LOSERS_HEADING,
+    "effects": cards.EFFECTS_HEADING,
+    "original": cards.ORIGINAL_HEADING,
+}
+
+
+def card_context(settings: Settings) -> dict[str, Any]:
+    """What a template needs to show signal cards: `card_for(signal)` and the headings."""
+
+    def card_for(signal: Signal) -> cards.Card:
+        return cards.make_card(signal, settings)
+
+    return {"card_for": card_for, "headings": HEADINGS}
+
+
 def view_url(settings: Settings, dispatch: Dispatch) -> str:
     return f"{settings.public_url}/archive/{dispatch.week}/"
-
-
-def for_cards(dispatch: Dispatch, settings: Settings) -> Dispatch:
-    """The dispatch as its cards show it: each summary shortened (the store keeps it whole)."""
-    sections = tuple(
-        replace(
-            section,
-            signals=tuple(shorten_summary(s, settings.summary_length) for s in section.signals),
-        )
-        for section in dispatch.sections
-    )
-    return replace(dispatch, sections=sections)
 
 
 def disclosures(dispatch: Dispatch, settings: Settings) -> dict[int, str]:
@@ -188,13 +194,14 @@ def render_dispatch(
     nonce = secrets.token_hex(6)
     markers = {slot: f"@@{nonce}-{slot}@@" for slot in SLOTS}
     context: dict[str, Any] = {
-        "dispatch": for_cards(dispatch, settings),
+        "dispatch": dispatch,
         "settings": settings,
         "view_url": view_url(settings, dispatch),
         "subscribe_url": f"{settings.public_url}/",
         "slot": markers,
         "draft_marks": dict(draft_marks or {}),
         "disclosures": disclosures(dispatch, settings),
+        **card_context(settings),
     }
     source = env.get_template("email/dispatch.mjml.j2").render(context)
     try:

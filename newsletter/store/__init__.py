@@ -23,6 +23,7 @@ from newsletter.store.receipts import Receipts
 from newsletter.store.schema import MIGRATIONS
 from newsletter.store.signals import Signals
 from newsletter.store.sources import Sources
+from newsletter.store.stream import Stream
 from newsletter.store.subscribers import Subscribers
 
 if TYPE_CHECKING:
@@ -46,6 +47,7 @@ class Store:
         self.drafts = Drafts(db)
         self.rankers = RankerModels(db)
         self.receipts = Receipts(db)
+        self.stream = Stream(db)
 
     @classmethod
     def open(cls, path: str | Path, *, migrate: bool = True) -> Store:

@@ -9,6 +9,8 @@ import sqlite3
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from newsletter.slugs import make_slug
+
 if TYPE_CHECKING:
     from sqlite_utils import Database
     from sqlite_utils.migrations import Migrations
@@ -311,6 +313,39 @@ def rebuild_table(db: Database, name: str, create_sql: str, indexes: tuple[str, 
             raise
     finally:
         conn.execute("PRAGMA foreign_keys=ON")
+
+
+@MIGRATIONS(name="m008_signal_stream")
+def m008_signal_stream(db: Database) -> None:
+    # The signal stream: each signal's page slug (old ones kept, so a retitled signal's old
+    # links redirect), and the editor's publish / unpublish choice (NULL: public once a
+    # dispatch holding it goes out).
+    _run(
+        db,
+        """
+        ALTER TABLE signals ADD COLUMN slug TEXT;
+        ALTER TABLE signals ADD COLUMN publication TEXT
+            CHECK (publication IN ('published', 'unpublished'));
+        ALTER TABLE signals ADD COLUMN publication_at TEXT;
+        CREATE TABLE signal_slugs (
+            slug TEXT PRIMARY KEY,
+            signal_id INTEGER NOT NULL REFERENCES signals(id) ON DELETE CASCADE,
+            retired_at TEXT NOT NULL
+        );
+        CREATE INDEX signal_slugs_signal ON signal_slugs(signal_id);
+        CREATE INDEX dispatch_signals_signal ON dispatch_signals(signal_id, dispatch_id);
+        CREATE INDEX signals_updated ON signals(updated_at)
+        """,
+    )
+    taken: set[str] = set()
+    existing = db.execute("SELECT id, title, url FROM signals ORDER BY id").fetchall()
+    for signal_id, title, url in existing:
+        slug = next(
+            s for n in range(8, 65, 4) if (s := make_slug(title, url, length=n)) not in taken
+        )
+        taken.add(slug)
+        db.execute("UPDATE signals SET slug = ? WHERE id = ?", [slug, signal_id])
+    db.execute("CREATE UNIQUE INDEX signals_slug ON signals(slug)")
 
 
 @MIGRATIONS(name="m009_editorial")

@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from newsletter.models import EDITORIAL_FIELDS, LIST_FIELDS, FeedItem, Signal
+from newsletter.slugs import make_slug
 from newsletter.store._rows import now_iso, one, rows
 
 if TYPE_CHECKING:
@@ -81,7 +82,7 @@ class Signals:
             url=item.url, guid=item.guid, arxiv_id=item.arxiv_id, source_id=source_id
         )
         if existing is None:
-            self.db.execute(
+            cursor = self.db.execute(
                 """
                 INSERT INTO signals (source_id, guid, url, link, title, source_label, published,
                     first_seen, updated_at, summary_html, summary_text, category, arxiv_id,
@@ -105,6 +106,7 @@ class Signals:
                     item.announce_type,
                 ],
             )
+            self.sync_slug(int(cursor.lastrowid or 0))
             return "new"
         kept = set(json.loads(existing.get("editor_fields") or "[]"))
         feed = {
@@ -129,6 +131,8 @@ class Signals:
             f"UPDATE signals SET {assignments}, updated_at = ? WHERE id = ?",  # noqa: S608
             [*changes.values(), now_iso(), existing["id"]],
         )
+        if changes["title"] != existing["title"]:
+            self.sync_slug(existing["id"])
         return "updated"
 
     def create(self, values: dict[str, Any]) -> int:
@@ -148,6 +152,7 @@ class Signals:
         signal_id = int(cursor.lastrowid or 0)
         self._mark_annotated(signal_id, values)
         self._mark_editor_fields(signal_id, values)
+        self.sync_slug(signal_id)
         return signal_id
 
     def _mark_editor_fields(self, signal_id: int, values: dict[str, Any]) -> None:
@@ -174,6 +179,35 @@ class Signals:
         )
         self._mark_annotated(signal_id, values)
         self._mark_editor_fields(signal_id, values)
+        if "title" in values or "url" in values:
+            self.sync_slug(signal_id)
+
+    def sync_slug(self, signal_id: int) -> str:
+        """Give the signal the slug of its current title; the old one is kept as history, so
+        links to it still find the signal. The short id grows on the rare collision."""
+        title, url, current = self.db.execute(
+            "SELECT title, url, slug FROM signals WHERE id = ?", [signal_id]
+        ).fetchone()
+        for length in range(8, 65, 4):
+            wanted = make_slug(title, url, length=length)
+            if wanted == current:
+                return wanted
+            taken = self.db.execute(
+                "SELECT 1 FROM signals WHERE slug = ? AND id != ?"
+                " UNION ALL SELECT 1 FROM signal_slugs WHERE slug = ? AND signal_id != ?",
+                [wanted, signal_id, wanted, signal_id],
+            ).fetchone()
+            if not taken:
+                break
+        if current:
+            self.db.execute(
+                "INSERT OR REPLACE INTO signal_slugs (slug, signal_id, retired_at)"
+                " VALUES (?, ?, ?)",
+                [current, signal_id, now_iso()],
+            )
+        self.db.execute("DELETE FROM signal_slugs WHERE slug = ?", [wanted])
+        self.db.execute("UPDATE signals SET slug = ? WHERE id = ?", [wanted, signal_id])
+        return wanted
 
     def _mark_annotated(self, signal_id: int, values: dict[str, Any]) -> None:
         if any(f in values for f in EDITORIAL_FIELDS):
