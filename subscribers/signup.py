@@ -12,7 +12,12 @@ from typing import Any
 from flask import Blueprint, Response, jsonify, make_response, render_template, request
 
 from newsletter.errors import SubscriberError
-from newsletter.readers.subscriptions import SIGNUP_WINDOW, RateLimited, request_signup
+from newsletter.readers.subscriptions import (
+    SIGNUP_WINDOW,
+    InvalidName,
+    RateLimited,
+    request_signup,
+)
 from subscribers import csrf
 from subscribers.app import page, web
 
@@ -75,8 +80,12 @@ def subscribe() -> Any:
         notice = request_signup(w.store, w.settings, email, name=name, ip=ip, form=form)
     except RateLimited:
         return _too_many()
-    except SubscriberError:
-        message = "That does not look like an email address. Please check it and try again."
+    except SubscriberError as exc:
+        message = (
+            "Please write your name as plain text."
+            if isinstance(exc, InvalidName)
+            else "That does not look like an email address. Please check it and try again."
+        )
         if as_json:
             return _cors(make_response(jsonify(ok=False, error=message), 400))
         return _form_page(error=message, email=email[:254], name=name[:200], status=400)

@@ -20,6 +20,7 @@ from newsletter.readers.subscriptions import (
     import_csv,
     remove,
     reset,
+    rotate_tokens,
 )
 from newsletter.store.subscribers import STATUSES
 
@@ -185,3 +186,19 @@ def subscribers_reset(app: App, email: str) -> None:
     """Clear a bounce or complaint so the address is mailed again (operator's decision)."""
     status = reset(app.store, email)
     click.echo(f"{email}: {status}")
+
+
+@subscribers.command("rotate-tokens")
+@click.argument("email", required=False)
+@click.option("--all", "everyone", is_flag=True, help="Rotate every subscriber's links.")
+@pass_app
+def subscribers_rotate_tokens(app: App, email: str | None, everyone: bool) -> None:
+    """Invalidate every link already sent to EMAIL (or to everyone with --all).
+
+    Confirmation and unsubscribe links in mail already sent stop working (a forwarded issue, a
+    leaked link); the next mail carries new ones.
+    """
+    if bool(email) == everyone:
+        raise click.UsageError("give one EMAIL or --all")
+    count = rotate_tokens(app.store, None if everyone else email)
+    click.echo(f"{count} subscriber(s): earlier links no longer work")

@@ -15,6 +15,7 @@ from sqlite_utils import Database
 
 from newsletter.models import Subscriber
 from newsletter.store._rows import now_iso, one, rows
+from newsletter.tokens import new_nonce
 
 STATUSES = ("pending", "active", "unsubscribed", "bounced", "complained")
 
@@ -80,13 +81,17 @@ class Subscribers:
         consent_text: str | None = None,
         consent_ip: str | None = None,
         consent_form: str | None = None,
+        token_nonce: str | None = None,
     ) -> int:
-        """Insert a new subscriber (the caller has checked the address is not known)."""
+        """Insert a new subscriber (the caller has checked the address is not known).
+
+        Ids are AUTOINCREMENT (never handed out twice) and every row has its own token nonce.
+        """
         now = now_iso()
         cursor = self.db.execute(
             "INSERT INTO subscribers (email, name, status, created_at, updated_at, confirmed_at,"
-            " consent_text, consent_ip, consent_form, signup_source)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " consent_text, consent_ip, consent_form, signup_source, token_nonce)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [
                 email,
                 name,
@@ -98,6 +103,7 @@ class Subscribers:
                 consent_ip,
                 consent_form,
                 actor,
+                token_nonce or new_nonce(),
             ],
         )
         subscriber_id = int(cursor.lastrowid or 0)
@@ -124,6 +130,24 @@ class Subscribers:
             [name, now_iso(), subscriber_id],
         )
         self._log(subscriber_id, "subscriber.updated", actor, **detail)
+
+    def rotate_tokens(self, subscriber_id: int | None, *, actor: str) -> int:
+        """A new token nonce for one subscriber (None: everyone): every link made before stops
+        working, old-format ones included. Returns how many were rotated."""
+        ids = (
+            [subscriber_id]
+            if subscriber_id is not None
+            else [row[0] for row in self.db.execute("SELECT id FROM subscribers")]
+        )
+        now = now_iso()
+        for one_id in ids:
+            self.db.execute(
+                "UPDATE subscribers SET token_nonce = ?, legacy_links = 0, updated_at = ?"
+                " WHERE id = ?",
+                [new_nonce(), now, one_id],
+            )
+            self._log(one_id, "subscriber.tokens_rotated", actor)
+        return len(ids)
 
     def log(self, subscriber_id: int, kind: str, actor: str, **detail: Any) -> None:
         """Record something that happened to a subscriber without changing them."""
@@ -249,7 +273,7 @@ class Subscribers:
             page = list(
                 rows(
                     self.db,
-                    "SELECT id, email, name, status FROM subscribers"
+                    "SELECT id, email, name, status, token_nonce FROM subscribers"
                     " WHERE status = 'active' AND id > ? ORDER BY id LIMIT ?",
                     [after, batch],
                 )
