@@ -18,6 +18,7 @@ from newsletter.errors import StoreError
 from newsletter.store.deliveries import Deliveries
 from newsletter.store.dispatches import Dispatches
 from newsletter.store.events import Events
+from newsletter.store.receipts import Receipts
 from newsletter.store.schema import MIGRATIONS
 from newsletter.store.signals import Signals
 from newsletter.store.sources import Sources
@@ -38,6 +39,7 @@ class Store:
         self.subscribers = Subscribers(db)
         self.deliveries = Deliveries(db)
         self.events = Events(db)
+        self.receipts = Receipts(db)
 
     @classmethod
     def open(cls, path: str | Path, *, migrate: bool = True) -> Store:
