@@ -18,13 +18,13 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
-import waitress
 from flask import Flask
 
 from newsletter.settings import Settings, load_settings
 from newsletter.store import Store
 from newsletter.tokens import make_token, unsubscribe_token
 from subscribers import create_app
+from subscribers.server import make_server
 
 WEB_ENV = {"NEWSLETTER_CORS_ORIGINS": "https://partner.example"}
 SIGNUP_FORM = re.compile(r'name="csrf_token" value="([^"]+)"')
@@ -95,8 +95,9 @@ def link_path(mail: EmailMessage, kind: str) -> str:
 @contextmanager
 def serving(settings: Settings) -> Iterator[Live]:
     app = create_app(settings)
-    server = waitress.create_server(
-        app, host="127.0.0.1", port=0, threads=8, asyncore_loop_timeout=0.05
+    # the production configuration (subscribers.server), on an ephemeral port
+    server = make_server(
+        app, settings, host="127.0.0.1", port=0, threads=8, asyncore_loop_timeout=0.05
     )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
