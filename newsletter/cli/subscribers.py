@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import sys
 from pathlib import Path
@@ -10,6 +11,7 @@ import click
 
 from newsletter.cli.base import PARTIAL, App, cli, pass_app
 from newsletter.delivery.senders import make_sender
+from newsletter.private_files import open_file
 from newsletter.readers.notices import send_notices
 from newsletter.readers.subscriptions import (
     Notice,
@@ -113,7 +115,8 @@ def subscribers_export(app: App, status: str | None, output: Path | None) -> Non
         export_csv(app.store, sys.stdout, status=status)
         return
     partial = output.with_name(output.name + ".part")
-    with open(partial, "w", newline="", encoding="utf-8") as handle:
+    # 0600: addresses, names and consent records of real people
+    with io.TextIOWrapper(open_file(partial, "wb"), encoding="utf-8", newline="") as handle:
         count = export_csv(app.store, handle, status=status)
     partial.replace(output)
     click.echo(f"{count} subscriber(s) written to {output}", err=True)

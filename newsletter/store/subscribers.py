@@ -9,11 +9,13 @@ import random
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import IO, Any
 
 from sqlite_utils import Database
 
 from newsletter.models import Subscriber
+from newsletter.private_files import open_file
 from newsletter.store._rows import now_iso, one, rows
 from newsletter.tokens import new_nonce
 
@@ -37,7 +39,7 @@ class Subscribers:
             path = row[2] if row else ""
             if not path:  # an in-memory database has one connection: nothing to order
                 return None
-            self._lock_file = open(path + ".writers", "ab")  # noqa: SIM115 - held for life
+            self._lock_file = open_file(Path(path + ".writers"), "ab")  # held for life
         return self._lock_file.fileno()
 
     @contextmanager
