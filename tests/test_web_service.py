@@ -268,3 +268,58 @@ def test_waitress_options_follow_the_settings(env: dict[str, str], tmp_path: Pat
     )
     assert behind["trusted_proxy"] == "10.0.0.5" and behind["trusted_proxy_count"] == 2
     assert behind["trusted_proxy_headers"] == {"x-forwarded-for", "x-forwarded-proto"}
+
+
+def test_archive_serves_only_regular_files_inside_its_folder(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    archive = tmp_path / "archive"
+    (archive / "2026-W24").mkdir(parents=True)
+    (archive / "index.html").write_text("<h1>Past issues</h1>")
+    (archive / "feed.xml").write_text("<rss/>")
+    (archive / "2026-W24" / "index.html").write_text("<p>Issue 1</p>")
+    secret = tmp_path / "outside.txt"
+    secret.write_text("the signing key")
+    (archive / "leak.html").symlink_to(secret)
+    (archive / "etc").symlink_to("/etc")
+    (archive / "2026-W24" / "up").symlink_to(tmp_path)
+    (archive / ".env").write_text("NEWSLETTER_SECRET_KEY=x")
+    (archive / ".git").mkdir()
+    (archive / ".git" / "config").write_text("[core]")
+    (archive / ".archive.old").mkdir()
+    (archive / ".archive.old" / "index.html").write_text("old")
+    settings = load_settings({**env, "NEWSLETTER_WEB_ARCHIVE_DIR": str(archive)}, None)
+    with serving(settings) as live:
+        assert "Past issues" in live.client.get("/archive/").text
+        issue = live.client.get("/archive/2026-W24/")
+        assert issue.status_code == 200 and "Issue 1" in issue.text
+        assert issue.headers["content-type"].startswith("text/html")
+        assert "unsafe-inline" in issue.headers["content-security-policy"]
+        again = live.client.get(
+            "/archive/2026-W24/", headers={"If-None-Match": issue.headers["etag"]}
+        )
+        assert again.status_code == 304
+        assert (
+            live.client.get("/archive/feed.xml")
+            .headers["content-type"]
+            .startswith(("application/xml", "text/xml"))
+        )
+        moved = live.client.get("/archive/2026-W24")
+        assert moved.status_code == 308 and moved.headers["location"].endswith("/archive/2026-W24/")
+        for path in (
+            "/archive/leak.html",
+            "/archive/etc/passwd",
+            "/archive/etc/hostname",
+            "/archive/2026-W24/up/outside.txt",
+            "/archive/.env",
+            "/archive/.git/config",
+            "/archive/.archive.old/index.html",
+            "/archive/%2e%2e/outside.txt",
+            "/archive/..%2foutside.txt",
+            "/archive/2026-W24/..%2f..%2foutside.txt",
+            "/archive//etc/passwd",
+            "/archive/nothing.html",
+        ):
+            response = live.client.get(path, follow_redirects=True)
+            assert response.status_code == 404, path
+            assert "signing key" not in response.text and "root:" not in response.text
