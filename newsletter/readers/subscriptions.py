@@ -193,29 +193,19 @@ def request_signup(
     with store.subscribers.writing():
         if limits:
             _count_against_limits(store, settings, address, ip, now)
-        existing = store.subscribers.get_by_email(address)
-        if existing is None:
-            nonce = new_nonce()
-            subscriber_id = store.subscribers.add(
-                address,
-                name=name,
-                status="pending",
-                actor=actor,
-                consent_text=consent,
-                consent_ip=ip,
-                consent_form=form,
-                token_nonce=nonce,
-            )
-            kind: str | None = "confirm"
-        else:
-            subscriber_id, nonce = existing["id"], existing["token_nonce"]
-            kind = {"pending": "confirm", "active": "already", "unsubscribed": "resubscribe"}.get(
-                existing["status"]
-            )
-            store.subscribers.log(
-                subscriber_id, "subscriber.signup_again", actor, consent=consent, ip=ip, form=form
-            )
-        if kind is None or not store.subscribers.claim_notice(subscriber_id, now, NOTICE_EVERY):
+        # The same statements whether the address is new or known (a timing would tell)
+        row, new = store.subscribers.sign_up(
+            address, name=name, actor=actor, consent_text=consent, consent_ip=ip, consent_form=form
+        )
+        subscriber_id, nonce = row["id"], row["token_nonce"]
+        event = "subscriber.pending" if new else "subscriber.signup_again"
+        store.subscribers.log(subscriber_id, event, actor, consent=consent, ip=ip, form=form)
+        kind = {"pending": "confirm", "active": "already", "unsubscribed": "resubscribe"}.get(
+            row["status"]
+        )
+        # claimed even when nothing may be sent (bounced, complained): the same statements
+        claimed = store.subscribers.claim_notice(subscriber_id, now, NOTICE_EVERY)
+        if kind is None or not claimed:
             return None
     return Notice(subscriber_id, address, name, kind, now, nonce)
 

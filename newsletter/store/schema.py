@@ -286,7 +286,8 @@ def _fresh_ids(db: Database) -> set[int]:
 
 @MIGRATIONS(name="m007_security", transactional=False)
 def m007_security(db: Database) -> None:
-    """Token nonces, AUTOINCREMENT ids, refused encoded-word addresses, webhook receipts.
+    """Token nonces, AUTOINCREMENT ids, refused encoded-word addresses, webhook receipts, and
+    the time of a subscriber's latest sign-up (a sign-up writes the row whether or not it is new).
 
     Outside a transaction (`rebuild_table` needs foreign keys off); each step is its own
     transaction and safe to run again, so a migration killed half-way finishes next time.
@@ -297,7 +298,8 @@ def m007_security(db: Database) -> None:
                 db,
                 """
                 ALTER TABLE subscribers ADD COLUMN token_nonce TEXT;
-                ALTER TABLE subscribers ADD COLUMN legacy_links INTEGER NOT NULL DEFAULT 0
+                ALTER TABLE subscribers ADD COLUMN legacy_links INTEGER NOT NULL DEFAULT 0;
+                ALTER TABLE subscribers ADD COLUMN last_signup_at TEXT
                 """,
             )
             # Links already in inboxes keep working for the people they were sent to: only

@@ -112,6 +112,34 @@ class Subscribers:
         self._log(subscriber_id, f"subscriber.{status}", actor, consent=consent_text, ip=consent_ip)
         return subscriber_id
 
+    def sign_up(
+        self,
+        email: str,
+        *,
+        name: str | None,
+        actor: str,
+        consent_text: str | None,
+        consent_ip: str | None,
+        consent_form: str | None,
+    ) -> tuple[dict[str, Any], bool]:
+        """A sign-up from the form: a new pending row, or the known one stamped with the time.
+
+        One statement either way (an upsert), so a new and a known address cost the same work
+        and take the same time. Returns (id, status, token_nonce) and whether it was new;
+        nothing is logged (the caller logs one event on either path).
+        """
+        nonce, now = new_nonce(), now_iso()
+        row = self.db.execute(
+            "INSERT INTO subscribers (email, name, status, created_at, updated_at,"
+            " consent_text, consent_ip, consent_form, signup_source, token_nonce, last_signup_at)"
+            " VALUES (?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT(email) DO UPDATE SET last_signup_at = excluded.last_signup_at"
+            " RETURNING id, status, token_nonce",
+            [email, name, now, now, consent_text, consent_ip, consent_form, actor, nonce, now],
+        ).fetchone()
+        found = {"id": row[0], "status": row[1], "token_nonce": row[2]}
+        return found, row[2] == nonce
+
     def set_status(self, subscriber_id: int, status: str, *, actor: str, reason: str = "") -> None:
         if status not in STATUSES:
             raise ValueError(f"unknown status {status!r}")
