@@ -90,6 +90,8 @@ def _timezone(value: str) -> ZoneInfo:
 def _address(value: str) -> str:
     if any(ch in value for ch in "\r\n"):
         raise ValueError("must not contain line breaks")
+    if "=?" in value:
+        raise ValueError("write the name as plain text (it is encoded for you), not as =?...?=")
     pairs = getaddresses([value])
     if len(pairs) != 1 or "@" not in pairs[0][1]:
         raise ValueError(

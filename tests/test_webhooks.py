@@ -265,6 +265,12 @@ def test_a_captured_mailgun_signature_cannot_carry_other_events(hooked: Live) ->
     assert hooked.status("hard@example.org") == "bounced"  # not downgraded to complained
 
 
+def reactivate(live: Live, email: str) -> None:
+    row = live.store.subscribers.get_by_email(email)
+    assert row is not None
+    live.store.subscribers.set_status(row["id"], "active", actor="test")
+
+
 def test_a_replayed_resend_delivery_changes_nothing(hooked: Live) -> None:
     body = json.dumps({"type": "email.complained", "data": {"to": ["spam@example.org"]}})
     msg_id, timestamp = "msg_replayed", str(int(time.time()))
@@ -280,11 +286,7 @@ def test_a_replayed_resend_delivery_changes_nothing(hooked: Live) -> None:
     }
     url = hooked.url + "/webhooks/resend"
     assert httpx.post(url, content=body, headers=headers).json()["changed"] == 1
-    hooked.store.subscribers.set_status(
-        hooked.store.subscribers.get_by_email("spam@example.org")["id"],  # type: ignore[index]
-        "active",
-        actor="test",
-    )
+    reactivate(hooked, "spam@example.org")  # so a replay that acted would show
     again = httpx.post(url, content=body, headers=headers)
     assert again.status_code == 200 and again.json()["replay"] is True
     assert hooked.status("spam@example.org") == "active"
@@ -304,11 +306,7 @@ def test_a_replayed_sendgrid_delivery_changes_nothing(hooked: Live) -> None:
     }
     url = hooked.url + "/webhooks/sendgrid"
     assert httpx.post(url, content=body, headers=headers).json()["changed"] == 1
-    hooked.store.subscribers.set_status(
-        hooked.store.subscribers.get_by_email("spam@example.org")["id"],  # type: ignore[index]
-        "active",
-        actor="test",
-    )
+    reactivate(hooked, "spam@example.org")  # so a replay that acted would show
     # the same signed bytes again, and again with a fresh signature over the same bytes
     resigned = SENDGRID_PRIVATE.sign(timestamp.encode() + body, ec.ECDSA(hashes.SHA256()))
     for sig in (signature, resigned):

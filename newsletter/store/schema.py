@@ -351,8 +351,16 @@ def m007_security(db: Database) -> None:
         new_sql, found = re.subn(
             r"\bid INTEGER PRIMARY KEY\b", "id INTEGER PRIMARY KEY AUTOINCREMENT", sql, count=1
         )
-        if not found:
-            raise RuntimeError("m007_security: subscribers has no `id INTEGER PRIMARY KEY`")
+        # a row inserted by any other means still gets its own nonce (ALTER TABLE cannot add
+        # a default that is not a constant; a new definition can)
+        new_sql, nonces = re.subn(
+            r"\btoken_nonce TEXT\b",
+            "token_nonce TEXT NOT NULL DEFAULT (lower(hex(randomblob(16))))",
+            new_sql,
+            count=1,
+        )
+        if not (found and nonces):
+            raise RuntimeError("m007_security: subscribers is not the table it expects")
         rebuild_table(db, "subscribers", new_sql, indexes)
     with db.atomic():
         # No id handed out before this migration comes back: every row ever inserted was either
