@@ -15,6 +15,7 @@ import base64
 import re
 import unicodedata
 from collections.abc import Callable, Iterable
+from functools import lru_cache
 
 from newsletter.errors import SendError
 
@@ -36,11 +37,17 @@ _FORBIDDEN = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]|=\\?")
 MAX_DISPLAY_NAME = 64
 _NAME_JOINERS = frozenset(" .,'’-")
 _DOMAIN_LIKE = re.compile(r"\w\.\w{2,}")
+#: a continuation line with nothing on it (unfolding would join the next field to this one)
+_EMPTY_LINE = re.compile(rb"\r\n[ \t]*(?:\r\n|$)")
+#: what no addr-spec we write may hold (quoted local parts and comments included)
+_NOT_IN_ADDRESS = re.compile(r'[\s<>",;()\[\]\\]')
 
 
 def check_field(field: str, value: str) -> str:
     """`value` unchanged, or SendError naming the field: nothing in it can end a header line or
     be decoded into something else."""
+    if fields_safe(value):
+        return value
     found = _FORBIDDEN.search(value)
     if found is not None:
         what = "an encoded word (=?)" if found.group() == "=?" else f"{found.group()!r}"
@@ -48,6 +55,15 @@ def check_field(field: str, value: str) -> str:
     return value
 
 
+def fields_safe(value: str) -> bool:
+    """Whether `check_field` would pass `value` (no exception: the common case, fast)."""
+    if "=?" in value:
+        return False
+    # printable text holds no control character at all; the rest is looked at closely
+    return value.isprintable() or _FORBIDDEN.search(value) is None
+
+
+@lru_cache(maxsize=256)  # a dispatch's subject, the same for every reader
 def header_text(value: str) -> str:
     """Free text (a subject, a publication name) made safe for a header: control characters
     and line breaks become spaces, runs of spaces one, and an encoded word's "=?" opening is
@@ -56,6 +72,7 @@ def header_text(value: str) -> str:
     return " ".join(text.split()).replace("=?", "=\u200b?")
 
 
+@lru_cache(maxsize=1024)  # asked twice per reader (greeting, To:)
 def display_name(name: str | None) -> str:
     """The name to put in `To:` or a greeting: a short plain name, or "" (address only).
 
@@ -141,7 +158,7 @@ def address(field: str, addr: str) -> str:
     """An addr-spec for a header: ASCII local part, IDN domain as A-labels (punycode)."""
     check_field(field, addr)
     local, at, domain = addr.rpartition("@")
-    if not at or not local or not domain or any(c in addr for c in ' <>",;()[]\\\t'):
+    if not at or not local or not domain or _NOT_IN_ADDRESS.search(addr):
         raise SendError(f"{field}: not a deliverable address: {addr!r}")
     if not local.isascii():
         raise SendError(f"{field}: {addr!r}: a non-ASCII local part needs SMTPUTF8 (unsupported)")
@@ -183,38 +200,39 @@ def verified(name: str, line: bytes) -> bytes:
     """`line` unchanged if it is exactly one header field `name`; SendError otherwise.
 
     The last word on injection: whatever encoded or folded it, the bytes hold one field, its
-    continuation lines start with white space and no CR or LF stands alone.
+    continuation lines start with a space and hold something, and no CR or LF stands alone.
     """
     if not line.startswith(name.encode("ascii") + b":") or not line.endswith(CRLF):
         raise SendError(f"{name}: the serialised header is not one field")
-    for number, piece in enumerate(line[:-2].split(CRLF)):
-        if b"\r" in piece or b"\n" in piece or len(piece) > HARD_LIMIT:
-            raise SendError(f"{name}: the serialised header has a stray line break or is too long")
-        if number and (piece[:1] not in (b" ", b"\t") or not piece.strip()):
-            raise SendError(f"{name}: the serialised header has a line that is not a continuation")
+    inner = line[:-2]
+    unfolded = inner.replace(b"\r\n ", b"")
+    if b"\r" in unfolded or b"\n" in unfolded or _EMPTY_LINE.search(inner):
+        raise SendError(f"{name}: the serialised header has a stray line break or an empty line")
+    if len(inner) > HARD_LIMIT and max(map(len, inner.split(CRLF))) > HARD_LIMIT:
+        raise SendError(f"{name}: the serialised header has a line over {HARD_LIMIT} characters")
     return line
+
+
+#: a field's name at the start of a line (RFC 5322: printable ASCII but the colon)
+_FIELD_NAME = re.compile(rb"(?:^|\r\n)([!-9;-~]+):")
+#: a line break followed by neither a field nor a continuation line with something on it
+_LOOSE_LINE = re.compile(rb"\r\n(?![ \t]+[^ \t\r\n]|[!-9;-~]+:)")
 
 
 def check_header_block(raw: bytes, expected: Iterable[str]) -> None:
     """The header block of serialised message `raw` holds exactly the fields `expected`, each
     once (names compared case-insensitively); SendError naming what differs."""
-    head, sep, _ = raw.partition(CRLF + CRLF)
-    if not sep:
+    end = raw.find(CRLF + CRLF)
+    if end < 0:
         raise SendError("message: no end to the header block")
-    names: list[str] = []
-    for line in head.split(CRLF):
-        if b"\r" in line or b"\n" in line:
-            raise SendError("message: a stray line break in the header block")
-        if line[:1] in (b" ", b"\t"):
-            if not names:
-                raise SendError("message: the header block starts with a continuation line")
-            continue
-        name, colon, _ = line.partition(b":")
-        if not colon or not name or not name.isascii() or b" " in name:
-            raise SendError(f"message: {line[:40]!r} is not a header field")
-        names.append(name.decode("ascii").lower())
-    want = sorted(n.lower() for n in expected)
-    if sorted(names) != want:
+    head = raw[:end]  # (partition would copy the whole body too)
+    if head.count(b"\r") != head.count(b"\n") or head.count(b"\n") != head.count(CRLF):
+        raise SendError("message: a stray line break in the header block")
+    if _LOOSE_LINE.search(head) or not _FIELD_NAME.match(head):
+        raise SendError("message: a header line that is neither a field nor a continuation")
+    names = sorted(name.decode("ascii").lower() for name in _FIELD_NAME.findall(head))
+    want = sorted(name.lower() for name in expected)
+    if names != want:
         extra = sorted(set(names) - set(want)) or sorted(n for n in names if names.count(n) > 1)
         missing = sorted(set(want) - set(names))
         raise SendError(f"message: header fields not as built: extra {extra}, missing {missing}")

@@ -25,6 +25,7 @@ from newsletter.delivery.headers import (
     CRLF,
     check_field,
     check_header_block,
+    fields_safe,
     fold,
     mailbox,
     unstructured,
@@ -67,15 +68,22 @@ class Message:
     prebuilt: Prebuilt | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        check_field("From", self.from_addr)
-        check_field("To", self.to_addr)
-        check_field("name", self.to_name)
-        check_field("Subject", self.subject)
-        check_field("Message-ID", self.message_id)
-        for name, value in self.headers.items():
+        fields = {
+            "From": self.from_addr,
+            "To": self.to_addr,
+            "name": self.to_name,
+            "Subject": self.subject,
+            "Message-ID": self.message_id,
+            **self.headers,
+        }
+        # one search over all of them (a space cannot join two fields into an encoded word);
+        # field by field only to name the culprit
+        if not fields_safe(" ".join(fields.values())):
+            for name, value in fields.items():
+                check_field(name, value)
+        for name in self.headers:
             if not name.isascii() or not name.replace("-", "").isalnum():
                 raise SendError(f"{name!r}: not a header field name")
-            check_field(name, value)
 
     @property
     def to_header(self) -> str:
@@ -91,10 +99,10 @@ class Message:
         fast = self.prebuilt
         # Identity, not equality: a copy with other bodies (dataclasses.replace) goes the slow way.
         if fast is not None and fast.html is self.html and fast.text is self.text:
-            raw = fast.template.build(self, fast.values, fast.html_values)
-        else:
-            raw = build_mime(self).as_bytes(policy=POLICY)
-        check_header_block(raw, self.fields)
+            # every line of its header block was verified as one field when it was made
+            return fast.template.build(self, fast.values, fast.html_values)
+        raw = build_mime(self).as_bytes(policy=POLICY)
+        check_header_block(raw, self.fields)  # the email package serialised these bytes
         return raw
 
 
