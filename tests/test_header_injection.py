@@ -360,3 +360,21 @@ def test_api_senders_hand_over_no_hostile_header_value(settings: Settings, kind:
         assert key.lower() not in ("bcc", "cc", "h:bcc", "h:cc")
         if key.lower() in ("to", "email"):  # only our readers (and SendGrid's from)
             assert re.fullmatch(r"r\d+@example\.org|brief@example\.org", value), value
+
+
+def test_notice_html_escapes_every_value_it_shows(settings: Settings) -> None:
+    """Where plain text becomes markup in a notice: the operator's texts are escaped too."""
+    hostile = settings.replace(
+        name="Brief <img src=x onerror=alert(1)>",
+        tagline="<script>alert(2)</script>",
+        postal_address='1 "Main" St <a href=javascript:alert(3)>',
+    )
+    for kind in ("confirm", "resubscribe", "already"):
+        notice = Notice(9, "reader@example.org", "<b>Eve</b>", kind, 1_780_000_000.0, "nonce")
+        message = compose_notice(hostile, "secret", notice)
+        html = message.html
+        assert "<img" not in html and "<script" not in html and "<a href=javascript" not in html
+        assert "&lt;img src=x onerror=alert(1)&gt;" in html
+        assert "<b>Eve</b>" not in html and "Eve" not in message.text
+        mail = parse(message.as_bytes())
+        assert str(mail["Subject"]).endswith("Brief <img src=x onerror=alert(1)>")  # text
