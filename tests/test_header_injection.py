@@ -378,3 +378,23 @@ def test_notice_html_escapes_every_value_it_shows(settings: Settings) -> None:
         assert "<b>Eve</b>" not in html and "Eve" not in message.text
         mail = parse(message.as_bytes())
         assert str(mail["Subject"]).endswith("Brief <img src=x onerror=alert(1)>")  # text
+
+
+def test_the_cli_and_an_import_refuse_an_encoded_word_name(run, tmp_path: Path) -> None:
+    added = run("subscribers", "add", "eve@example.org", "--name", CORPUS["b-word"])
+    assert added.exit_code == 1 and "encoded word" in added.output
+    hostile_address = run("subscribers", "add", HOSTILE_ADDRESSES[0])
+    assert hostile_address.exit_code == 1 and "encoded word" in hostile_address.output
+    (tmp_path / "people.csv").write_text(
+        "email,name\n"
+        f'ok@example.org,Ada Lovelace\nbad@example.org,"{CORPUS["q-word"]}"\n'
+        f'"{HOSTILE_ADDRESSES[1]}",Eve\n',
+        encoding="utf-8",
+    )
+    imported = run("subscribers", "import", "people.csv", "--confirmed")
+    assert imported.exit_code == 0, imported.output
+    assert "line 3: invalid" in imported.output and "name: an encoded word" in imported.output
+    assert "line 4: invalid" in imported.output
+    assert "1 added" in imported.output
+    listed = run("subscribers", "list").output
+    assert "ok@example.org" in listed and "bad@example.org" not in listed and "eve@" not in listed
