@@ -115,10 +115,14 @@ class Subscriber:
     email: str
     name: str | None
     status: str
+    #: what this person's links are signed with (see `tokens`); "" for a sample reader
+    token_nonce: str = field(default="", repr=False)
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> Subscriber:
-        return cls(row["id"], row["email"], row.get("name"), row["status"])
+        return cls(
+            row["id"], row["email"], row.get("name"), row["status"], row.get("token_nonce") or ""
+        )
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ and the README's settings section, so a setting cannot exist in one place and no
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
@@ -87,6 +88,8 @@ def _timezone(value: str) -> ZoneInfo:
 def _address(value: str) -> str:
     if any(ch in value for ch in "\r\n"):
         raise ValueError("must not contain line breaks")
+    if "=?" in value:
+        raise ValueError("write the name as plain text (it is encoded for you), not as =?...?=")
     pairs = getaddresses([value])
     if len(pairs) != 1 or "@" not in pairs[0][1]:
         raise ValueError(
@@ -123,6 +126,16 @@ def _colour(value: str) -> str:
     except ValueError:
         raise ValueError(f"expected a hex colour like #1f3a5f, got {value!r}") from None
     return text.lower()
+
+
+def _proxy_address(value: str) -> str:
+    text = value.strip()
+    if text in ("", "*"):
+        return text
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        raise ValueError(f"expected an IP address or *, got {value!r}") from None
 
 
 def _list(value: str) -> tuple[str, ...]:
@@ -656,6 +669,29 @@ SETTINGS: tuple[Spec, ...] = (
         _int(1, 200),
         "signals per page of the stream (/signals/)",
     ),
+    # web service hardening (security, issue 11)
+    Spec(
+        "trusted_proxy",
+        "NEWSLETTER_TRUSTED_PROXY",
+        "127.0.0.1",
+        _proxy_address,
+        "address the reverse proxy connects from; only its X-Forwarded-For is used"
+        " (`*`: any peer, only if nothing else can reach `serve`)",
+    ),
+    Spec(
+        "web_channel_timeout",
+        "NEWSLETTER_WEB_CHANNEL_TIMEOUT",
+        "30",
+        _int(1, 3600),
+        "seconds `serve` keeps a connection that sends nothing (slow or stalled clients)",
+    ),
+    Spec(
+        "web_connection_limit",
+        "NEWSLETTER_WEB_CONNECTION_LIMIT",
+        "1000",
+        _int(10, 100_000),
+        "connections one `serve` worker keeps open at once (more wait in the listen queue)",
+    ),
 )
 
 #: settings whose text may name the publication: {publication}, or {PUBLICATION} in capitals
@@ -758,6 +794,10 @@ class Settings:
     stream_disclaimer: str
     stream_tracked_by: str
     stream_page_size: int
+    # web service hardening (security, issue 11)
+    trusted_proxy: str
+    web_channel_timeout: int
+    web_connection_limit: int
 
     @property
     def from_email(self) -> str:

@@ -9,7 +9,6 @@ from typing import Any
 
 from flask import Flask, Response, current_app, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException
-from werkzeug.middleware.proxy_fix import ProxyFix
 
 from newsletter.delivery.senders import make_sender as default_make_sender
 from newsletter.delivery.senders.base import Sender
@@ -20,6 +19,10 @@ from subscribers.mailer import Mailer
 from subscribers.stores import ThreadStores
 
 log = logging.getLogger(__name__)
+
+#: the largest request body anything here takes (webhook batches; a sign-up takes far less):
+#: waitress refuses a bigger one before reading it
+MAX_BODY_BYTES = 1024 * 1024
 
 #: pages of this service: nothing but our own stylesheet, no scripts at all
 PAGE_CSP = (
@@ -57,13 +60,11 @@ def create_app(
     `migrate=False` in worker processes: the parent migrated before forking them.
     """
     app = Flask("subscribers", template_folder=str(templates_dir() / "web"), static_folder=None)
-    app.config.update(MAX_CONTENT_LENGTH=1024 * 1024, JSON_SORT_KEYS=False)
+    app.config.update(MAX_CONTENT_LENGTH=MAX_BODY_BYTES, JSON_SORT_KEYS=False)
     stores = ThreadStores(settings.db, migrate=migrate)
     secret = stores.get().secret_key(settings.secret_key)
     mailer = Mailer(settings, stores, make_sender or default_make_sender)
     app.extensions["newsletter"] = Web(settings, stores, mailer, secret)
-    if settings.proxy_hops:
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.proxy_hops)  # type: ignore[method-assign]
 
     from subscribers import archive, links, signup, stream, webhooks
 

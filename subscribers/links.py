@@ -1,9 +1,11 @@
 """The links in mail: `/confirm/<token>` and `/unsubscribe/<token>`.
 
-`GET /unsubscribe/<token>` only shows a button, so a link scanner that opens every URL in a
-message unsubscribes nobody; `POST` does it, and takes the RFC 8058 one-click body
-(`List-Unsubscribe=One-Click`) from a mail client with no cookie or CSRF token: the signed
-token in the URL is the authority.
+Both `GET`s (and `HEAD`s) only show a page with one button, so a link scanner that opens every
+URL in a message (mail security gateways prefetch them) confirms and unsubscribes nobody; the
+button's `POST` acts. `POST /unsubscribe/<token>` also takes the RFC 8058 one-click body
+(`List-Unsubscribe=One-Click`) from a mail client. Neither POST needs a cookie or CSRF token:
+the signed token in the URL is the authority, and a form on another site can post it only if
+it already has the link, which is all the power the link gives anyway.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from typing import Any
 from flask import Blueprint, render_template, request
 
 from newsletter.readers.subscriptions import (
+    confirm_link_status,
     follow_confirm_link,
     follow_unsubscribe_link,
     unsubscribe_link_valid,
@@ -28,10 +31,33 @@ INVALID = (
 )
 
 
+UNSUBSCRIBE_INVALID = (
+    "This link is not valid",
+    "It may have been copied incompletely, or it is from an issue older than your current "
+    "links. Nothing has changed. Use the unsubscribe link at the bottom of the latest issue.",
+)
+
+
 @blueprint.get("/confirm/<token>")
+def confirm_page(token: str) -> Any:
+    w = web()
+    outcome = confirm_link_status(w.store, w.settings, token)
+    if outcome in ("ready", "ready_again"):
+        again = outcome == "ready_again"
+        return render_template("confirm.html", action=request.path, again=again)
+    return _confirm_outcome(outcome)
+
+
+@blueprint.post("/confirm/<token>")
 def confirm(token: str) -> Any:
     w = web()
-    outcome = follow_confirm_link(w.store, w.settings, token)
+    if request.form.get("confirm") != "yes":  # not our button: show it
+        return confirm_page(token)
+    return _confirm_outcome(follow_confirm_link(w.store, w.settings, token))
+
+
+def _confirm_outcome(outcome: str) -> Any:
+    w = web()
     if outcome == "confirmed":
         return page(
             "You are subscribed",
@@ -59,7 +85,7 @@ def confirm(token: str) -> Any:
 def unsubscribe_page(token: str) -> Any:
     w = web()
     if not unsubscribe_link_valid(w.store, w.settings, token):
-        return page(*INVALID, status=404, back=True)
+        return page(*UNSUBSCRIBE_INVALID, status=404, back=True)
     return render_template("unsubscribe.html", action=request.path)
 
 
@@ -71,7 +97,7 @@ def unsubscribe(token: str) -> Any:
         w.store, w.settings, token, method="one-click" if one_click else "page"
     )
     if outcome == "invalid":
-        return page(*INVALID, status=404, back=True)
+        return page(*UNSUBSCRIBE_INVALID, status=404, back=True)
     return page(
         "You are unsubscribed",
         f"You will not receive {w.settings.name} any more.",

@@ -4,24 +4,76 @@ sharing one listening socket, or Werkzeug's reloader for development.
 Workers are forked after the socket is bound; each builds its own app (and so its own
 database connections and notice threads). Rate limits live in SQLite, so they hold across
 workers.
+
+waitress is configured from our settings (`waitress_options`): it reads X-Forwarded-For only
+from the trusted proxy (and then takes the client `NEWSLETTER_PROXY_HOPS` entries from the
+right), drops proxy headers from anyone else, refuses bodies over our own limit before reading
+them (its default spools up to 1 GiB to a temporary file first), closes connections that stall
+and keeps enough of them open that slow clients cannot starve the others (`/healthz`).
 """
 
 from __future__ import annotations
 
 import logging
 import multiprocessing
+import resource
 import signal
 import socket
 import sys
 from collections.abc import Callable
 from types import FrameType
+from typing import Any
 
 import waitress
+from flask import Flask
+from waitress.server import BaseWSGIServer, MultiSocketServer
 
 from newsletter.dispatch.render import templates_dir
 from newsletter.settings import Settings
 from newsletter.store import Store
-from subscribers.app import create_app
+from subscribers.app import MAX_BODY_BYTES, create_app
+
+#: request line and headers: our URLs, cookies and signatures fit in far less
+MAX_HEADER_BYTES = 32 * 1024
+
+
+def waitress_options(settings: Settings) -> dict[str, Any]:
+    """waitress's adjustments for these settings (see the module docstring)."""
+    options: dict[str, Any] = {
+        "max_request_body_size": MAX_BODY_BYTES,
+        "max_request_header_size": MAX_HEADER_BYTES,
+        "channel_timeout": settings.web_channel_timeout,
+        # stalled connections are looked for this often: well within the timeout
+        "cleanup_interval": max(1, min(30, settings.web_channel_timeout // 2)),
+        "connection_limit": settings.web_connection_limit,
+        "clear_untrusted_proxy_headers": True,
+        "ident": "newsletter",
+    }
+    if settings.proxy_hops and settings.trusted_proxy:
+        options.update(
+            trusted_proxy=settings.trusted_proxy,
+            trusted_proxy_count=settings.proxy_hops,
+            trusted_proxy_headers={"x-forwarded-for", "x-forwarded-proto"},
+        )
+    return options
+
+
+def make_server(
+    app: Flask, settings: Settings, **kwargs: Any
+) -> BaseWSGIServer | MultiSocketServer:
+    """The waitress server `serve` runs (tests run the same one); `kwargs`: sockets or
+    host/port, threads, and any other waitress adjustment."""
+    _allow_open_files(settings.web_connection_limit + 256)
+    return waitress.create_server(app, **{**waitress_options(settings), **kwargs})
+
+
+def _allow_open_files(wanted: int) -> None:
+    """Raise this process's open-file limit towards `wanted` (a connection is a file)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        ceiling = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+        if ceiling > soft:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (ceiling, hard))
 
 
 def serve(
@@ -35,11 +87,15 @@ def serve(
     echo: Callable[[str], None] = print,
 ) -> None:
     if reload:
+        from werkzeug.middleware.proxy_fix import ProxyFix
         from werkzeug.serving import run_simple
 
         extra = [str(p) for p in (templates_dir() / "web").rglob("*") if p.is_file()]
         echo(f"Development server with reload on http://{host}:{port}")
-        run_simple(host, port, create_app(settings), use_reloader=True, extra_files=extra)
+        app = create_app(settings)
+        if settings.proxy_hops:  # waitress does this in production
+            app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.proxy_hops)  # type: ignore[method-assign]
+        run_simple(host, port, app, use_reloader=True, extra_files=extra)
         return
     Store.open(settings.db).close()  # migrate once, before any worker opens the file
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -61,7 +117,7 @@ def _worker(settings: Settings, sock: socket.socket, threads: int) -> None:
     # waitress warns on every queued request; under load that is a log line per request
     logging.getLogger("waitress.queue").setLevel(logging.ERROR)
     app = create_app(settings, migrate=False)
-    server = waitress.create_server(app, sockets=[sock], threads=threads, ident="newsletter")
+    server = make_server(app, settings, sockets=[sock], threads=threads)
     try:
         server.run()
     except (SystemExit, KeyboardInterrupt):

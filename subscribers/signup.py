@@ -2,7 +2,9 @@
 
 Checks, in order: CSRF (our form) or an allowed Origin (embedded form, JSON), the honeypot,
 the per-IP limit, the address, the per-address limit. Whatever the address's history, a
-valid sign-up gets the same answer; what happened is told by mail, to the address's owner.
+valid sign-up gets the same answer, after the same work (one upsert, one event; a mail
+composed on the notice threads, sent only when one is owed); what happened is told by mail, to
+the address's owner.
 """
 
 from __future__ import annotations
@@ -12,7 +14,15 @@ from typing import Any
 from flask import Blueprint, Response, jsonify, make_response, render_template, request
 
 from newsletter.errors import SubscriberError
-from newsletter.readers.subscriptions import SIGNUP_WINDOW, RateLimited, request_signup
+from newsletter.readers.notices import compose_notice
+from newsletter.readers.subscriptions import (
+    SIGNUP_WINDOW,
+    InvalidName,
+    Notice,
+    RateLimited,
+    request_signup,
+)
+from newsletter.settings import Settings
 from subscribers import csrf
 from subscribers.app import page, web
 
@@ -76,14 +86,30 @@ def subscribe() -> Any:
         notice = request_signup(w.store, w.settings, email, name=name, ip=ip, form=form)
     except RateLimited:
         return _too_many()
-    except SubscriberError:
-        message = "That does not look like an email address. Please check it and try again."
+    except SubscriberError as exc:
+        message = (
+            "Please write your name as plain text."
+            if isinstance(exc, InvalidName)
+            else "That does not look like an email address. Please check it and try again."
+        )
         if as_json:
             return _cors(make_response(jsonify(ok=False, error=message), 400))
         return _form_page(error=message, email=email[:254], name=name[:200], status=400)
     if notice is not None:
         w.mailer.submit(notice)
+    else:
+        # No mail is owed (asked within the hour, bounced...): compose one anyway on the same
+        # threads and drop it, so the work this answer leaves behind is the same either way.
+        w.mailer.pool.submit(_compose_only, w.settings, w.secret)
     return _thanks(as_json)
+
+
+#: what `_compose_only` composes: nobody's, never sent
+_UNSENT = Notice(0, "nobody@example.invalid", None, "confirm", 0.0, "unsent")
+
+
+def _compose_only(settings: Settings, secret: str) -> None:
+    compose_notice(settings, secret, _UNSENT).as_bytes()
 
 
 def _text(data: Any, key: str) -> str:

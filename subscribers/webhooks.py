@@ -12,6 +12,13 @@ Each provider is checked the way it documents, before its body is read as events
   from one of NEWSLETTER_SES_SNS_TOPIC_ARNS, each MessageId taken once.
 A provider whose credential is not configured has no webhook (404): nothing unauthenticated
 ever changes a subscriber.
+
+Replays: a signed request is valid for 15 minutes, and within them each verifier names what the
+provider promises is unique per delivery (Mailgun's token, Svix's message id, SendGrid's
+timestamp and body). That `Receipt` is recorded in SQLite (`store.receipts`) in the same
+transaction that acts on the events, so a second request with it changes nothing (Mailgun signs
+the token and timestamp, not the body: without this one captured signature would carry any
+events). Postmark's basic auth has no such value; its events are idempotent.
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ import json
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from cryptography.exceptions import InvalidSignature
@@ -50,6 +58,18 @@ class Unauthorised(Exception):
     pass
 
 
+@dataclass(frozen=True)
+class Receipt:
+    """What makes one signed delivery unique, and until when its signature is accepted."""
+
+    key: str
+    expires_at: float
+
+
+def _receipt(provider: str, unique: str, timestamp: str) -> Receipt:
+    return Receipt(f"{provider}:{unique}", int(timestamp) + TOLERANCE_S + 60)
+
+
 @blueprint.post("/webhooks/<provider>")
 def receive(provider: str) -> tuple[Response, int]:
     w = web()
@@ -58,7 +78,7 @@ def receive(provider: str) -> tuple[Response, int]:
         abort(404, description=f"no webhook for {provider!r} here")
     _, verify, parse = handler
     try:
-        verify(w.settings, request)
+        receipt = verify(w.settings, request)
     except Unauthorised as exc:
         log.warning("webhook %s refused: %s", provider, exc)
         response = jsonify(ok=False, error="not authorised")
@@ -70,11 +90,16 @@ def receive(provider: str) -> tuple[Response, int]:
         events = parse(payload)
     except (ValueError, KeyError, TypeError, AttributeError):
         return jsonify(ok=False, error="not a JSON event payload this webhook understands"), 400
-    changed = sum(
-        record_provider_event(w.store, email, status, provider=provider, reason=reason)
-        for email, status, reason in events
-        if isinstance(email, str) and email
-    )
+    store = w.store
+    with store.subscribers.writing():
+        if receipt is not None and not store.receipts.first_time(receipt.key, receipt.expires_at):
+            log.warning("webhook %s: a replayed delivery (%s) was ignored", provider, receipt.key)
+            return jsonify(ok=True, events=len(events), changed=0, replay=True), 200
+        changed = sum(
+            record_provider_event(store, email, status, provider=provider, reason=reason)
+            for email, status, reason in events
+            if isinstance(email, str) and email
+        )
     return jsonify(ok=True, events=len(events), changed=changed), 200
 
 
@@ -90,7 +115,7 @@ def _fresh(timestamp: str) -> None:
 # --- Postmark --------------------------------------------------------------------------------
 
 
-def _postmark_verify(settings: Settings, req: Request) -> None:
+def _postmark_verify(settings: Settings, req: Request) -> Receipt | None:
     auth = req.authorization
     if auth is None or auth.type != "basic":
         raise Unauthorised("no basic auth")
@@ -102,6 +127,7 @@ def _postmark_verify(settings: Settings, req: Request) -> None:
     )
     if not (user_ok and password_ok):
         raise Unauthorised("wrong basic auth")
+    return None
 
 
 POSTMARK_HARD = {"HardBounce", "BadEmailAddress", "ManuallyDeactivated"}
@@ -129,7 +155,7 @@ def _sendgrid_key(text: str) -> ec.EllipticCurvePublicKey:
     return key
 
 
-def _sendgrid_verify(settings: Settings, req: Request) -> None:
+def _sendgrid_verify(settings: Settings, req: Request) -> Receipt:
     signature = req.headers.get("X-Twilio-Email-Event-Webhook-Signature", "")
     timestamp = req.headers.get("X-Twilio-Email-Event-Webhook-Timestamp", "")
     if not signature or not timestamp:
@@ -144,6 +170,9 @@ def _sendgrid_verify(settings: Settings, req: Request) -> None:
         )
     except (InvalidSignature, ValueError, binascii.Error):
         raise Unauthorised("bad signature") from None
+    # what is signed, not the signature: an ECDSA signature has a second valid form
+    signed = hashlib.sha256(timestamp.encode() + b"." + req.get_data()).hexdigest()
+    return _receipt("sendgrid", signed, timestamp)
 
 
 def _sendgrid_parse(payload: Any) -> list[Event]:
@@ -162,7 +191,7 @@ def _sendgrid_parse(payload: Any) -> list[Event]:
 # --- Mailgun ---------------------------------------------------------------------------------
 
 
-def _mailgun_verify(settings: Settings, req: Request) -> None:
+def _mailgun_verify(settings: Settings, req: Request) -> Receipt:
     try:
         signature = json.loads(req.get_data())["signature"]
         timestamp, token, given = (
@@ -178,6 +207,8 @@ def _mailgun_verify(settings: Settings, req: Request) -> None:
     ).hexdigest()
     if not hmac.compare_digest(expected.encode(), given.encode()):
         raise Unauthorised("bad signature")
+    # Mailgun: "cache the token and refuse any subsequent request with the same token"
+    return _receipt("mailgun", token, timestamp)
 
 
 def _mailgun_parse(payload: Any) -> list[Event]:
@@ -194,7 +225,7 @@ def _mailgun_parse(payload: Any) -> list[Event]:
 # --- Resend (Svix) ---------------------------------------------------------------------------
 
 
-def _resend_verify(settings: Settings, req: Request) -> None:
+def _resend_verify(settings: Settings, req: Request) -> Receipt:
     msg_id = req.headers.get("svix-id", "")
     timestamp = req.headers.get("svix-timestamp", "")
     signatures = req.headers.get("svix-signature", "")
@@ -211,7 +242,7 @@ def _resend_verify(settings: Settings, req: Request) -> None:
     for item in signatures.split():
         version, _, value = item.partition(",")
         if version == "v1" and hmac.compare_digest(value.encode(), expected):
-            return
+            return _receipt("resend", msg_id, timestamp)  # Svix: unique per message
     raise Unauthorised("bad signature")
 
 
@@ -234,7 +265,7 @@ def _resend_parse(payload: Any) -> list[Event]:
 
 Handler = tuple[
     Callable[[Settings], bool],
-    Callable[[Settings, Request], None],
+    Callable[[Settings, Request], Receipt | None],
     Callable[[Any], list[Event]],
 ]
 

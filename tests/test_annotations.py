@@ -196,3 +196,64 @@ def test_an_arxiv_id_is_enough_to_create_with_a_title(store: Store, tmp_path: Pa
     (signal,) = store.signals.list()
     assert (signal.url, signal.arxiv_id) == ("https://arxiv.org/abs/2606.10000", "2606.10000")
     assert signal.summary_text == "Notes."
+
+
+# --- hostile files: bounded parsing, clear errors, nothing written ---------------------------
+
+LAUGHS = "---\nurl: https://e.org/a\n" + "".join(
+    f"l{i}: &l{i} [{', '.join([f'*l{i - 1}'] * 9 if i else ['lol'] * 9)}]\n" for i in range(9)
+) + "why_now: *l8\n---\n"  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "message"),
+    [
+        ("bomb.md", LAUGHS, "bomb.md:3: invalid front matter: a YAML anchor (&) is not allowed"),
+        ("alias.md", "---\nurl: &u https://e.org/a\ntitle: *u\n---\n", "a YAML anchor"),
+        ("merge.md", "---\nurl: https://e.org/a\n<<: *x\n---\n", "a YAML alias (*)"),
+        ("inf.json", '{"url": "https://e.org/a", "signal_score": 1e400}',
+         "signal_score: must be a whole number from 0 to 100, got a number too large to use"),
+        ("nan.json", '{"url": "https://e.org/a", "signal_score": NaN}', "NaN is not a number"),
+        ("neg.jsonl", '{"url": "https://e.org/a", "structural_impact": -Infinity}\n',
+         "neg.jsonl:1: invalid JSON (-Infinity is not a number JSON allows)"),
+        ("big.json", '{"url": "https://e.org/a", "signal_score": 1' + "0" * 5000 + "}",
+         "invalid JSON (a 5001-digit number)"),
+        ("big.md", "---\nurl: https://e.org/a\nsignal_score: 1" + "0" * 5000 + "\n---\n",
+         "big.md:2: invalid front matter: a value too large"),
+        ("float.md", "---\nurl: https://e.org/a\nsignal_score: .inf\n---\n",
+         "signal_score: must be a whole number from 0 to 100, got a number too large to use"),
+        ("half.json", '{"url": "https://e.org/a", "signal_score": 50.5}', "got 50.5"),
+        ("deep.json", "[" * 100_000 + "]" * 100_000, "invalid JSON"),
+        ("list.json", json.dumps({"url": "https://e.org/a", "winners": ["w"] * 200_000}),
+         "winners: at most 50 items, got 200000"),
+        ("list.md", "---\nurl: https://e.org/a\nwinners: [" + "w, " * 70_000 + "w]\n---\n",
+         "front matter over 128 KB"),
+        ("deep.md", "---\nurl: https://e.org/a\nwinners: " + "[" * 9_000 + "]" * 9_000 + "\n---\n",
+         "deep.md:2: invalid front matter: a value too large"),
+        ("phrase.json", json.dumps({"url": "https://e.org/a", "losers": ["x" * 301]}),
+         "losers: at most 300 characters, got 301"),
+        ("title.json", json.dumps({"url": "https://e.org/a", "title": "t" * 501}),
+         "title: at most 500 characters, got 501"),
+        ("why.json", json.dumps({"url": "https://e.org/a", "why_now": "w" * 10_001}),
+         "why_now: at most 10000 characters, got 10001"),
+    ],
+)  # fmt: skip
+def test_hostile_annotation_files_are_refused_with_a_clear_error(
+    store: Store, tmp_path: Path, name: str, text: str, message: str
+) -> None:
+    path = _write(tmp_path, name, text)
+    with pytest.raises(AnnotationError) as caught:
+        import_annotations(store, [path])
+    assert message in str(caught.value)
+    assert len(str(caught.value)) < 300 + len(str(path))  # nothing expanded is shown
+    assert store.signals.count() == 0
+
+
+@pytest.mark.parametrize("field", ["horizon", "published", "url", "arxiv_id", "signal_score"])
+def test_an_error_never_shows_a_huge_value(store: Store, tmp_path: Path, field: str) -> None:
+    path = _write(
+        tmp_path, "huge.json", json.dumps({"url": "https://e.org/a", field: "v" * 1_000_000})
+    )
+    with pytest.raises(AnnotationError) as caught:
+        import_annotations(store, [path])
+    assert field in str(caught.value) and len(str(caught.value)) < 300 + len(str(path))

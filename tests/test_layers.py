@@ -11,7 +11,7 @@ ROOT = Path(__file__).parent.parent
 
 #: lowest first; a module may import its own layer and anything listed before it
 LAYERS: list[set[str]] = [
-    {"__init__", "models", "errors", "settings", "weeks", "tokens", "slugs"},
+    {"__init__", "models", "errors", "settings", "weeks", "tokens", "slugs", "private_files"},
     {"store"},
     {"signals"},
     {"editorial"},

@@ -100,11 +100,13 @@ def test_rebuilding_a_referenced_table_keeps_the_rows_that_point_at_it(tmp_path:
     rebuild_table(
         store.db,
         "subscribers",
-        sql.replace("id INTEGER PRIMARY KEY", "id INTEGER PRIMARY KEY AUTOINCREMENT"),
+        sql.replace("name TEXT,", "name TEXT CHECK (length(name) <= 500),"),
         ("CREATE INDEX subscribers_status ON subscribers(status, id)",),
     )
     # deliveries reference subscribers ON DELETE CASCADE: a plain DROP TABLE would empty them
     assert store.db.execute("SELECT subscriber_id FROM deliveries").fetchall() == [(subscriber,)]
     assert store.db.execute("PRAGMA foreign_keys").fetchone() == (1,)
     assert store.subscribers.get(subscriber)["email"] == "a@example.org"
+    new_sql = store.db.execute("SELECT sql FROM sqlite_master WHERE name = 'subscribers'")
+    assert "length(name) <= 500" in new_sql.fetchone()[0]
     store.close()

@@ -18,13 +18,13 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
-import waitress
 from flask import Flask
 
 from newsletter.settings import Settings, load_settings
 from newsletter.store import Store
 from newsletter.tokens import make_token, unsubscribe_token
 from subscribers import create_app
+from subscribers.server import make_server
 
 WEB_ENV = {"NEWSLETTER_CORS_ORIGINS": "https://partner.example"}
 SIGNUP_FORM = re.compile(r'name="csrf_token" value="([^"]+)"')
@@ -68,6 +68,12 @@ class Live:
                 found.append(mail)
         return found
 
+    def confirm(self, path: str) -> httpx.Response:
+        """Open a confirmation link and press its button, as a person does."""
+        page = self.client.get(path)
+        assert page.status_code == 200 and "<button" in page.text, page.text
+        return self.client.post(path, data={"confirm": "yes"})
+
     def status(self, email: str) -> str | None:
         row = self.store.subscribers.get_by_email(email)
         return row["status"] if row else None
@@ -89,8 +95,9 @@ def link_path(mail: EmailMessage, kind: str) -> str:
 @contextmanager
 def serving(settings: Settings) -> Iterator[Live]:
     app = create_app(settings)
-    server = waitress.create_server(
-        app, host="127.0.0.1", port=0, threads=8, asyncore_loop_timeout=0.05
+    # the production configuration (subscribers.server), on an ephemeral port
+    server = make_server(
+        app, settings, host="127.0.0.1", port=0, threads=8, asyncore_loop_timeout=0.05
     )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -151,12 +158,12 @@ def test_sign_up_confirm_and_one_click_unsubscribe(live: Live) -> None:
     [mail] = live.mails()
     assert mail["To"].addresses[0].addr_spec == "ada@example.org"
     assert "Confirm your subscription to The Brief" in mail["Subject"]
-    confirmed = live.client.get(link_path(mail, "confirm"))
+    confirmed = live.confirm(link_path(mail, "confirm"))
     assert confirmed.status_code == 200 and "You are subscribed" in confirmed.text
     assert live.status("ada@example.org") == "active"
 
     # exactly the link compose.py puts in every dispatch's List-Unsubscribe header
-    path = f"/unsubscribe/{unsubscribe_token(live.secret, row['id'])}"
+    path = f"/unsubscribe/{unsubscribe_token(live.secret, row['id'], row['token_nonce'])}"
     one_click = httpx.post(
         live.url + path,
         content=b"List-Unsubscribe=One-Click",
@@ -175,10 +182,10 @@ def test_sign_up_confirm_and_one_click_unsubscribe(live: Live) -> None:
 
 def test_unsubscribe_page_shows_a_button_and_changes_nothing_until_pressed(live: Live) -> None:
     live.sign_up("grace@example.org")
-    live.client.get(link_path(live.mails()[0], "confirm"))
+    live.confirm(link_path(live.mails()[0], "confirm"))
     row = live.store.subscribers.get_by_email("grace@example.org")
     assert row is not None
-    path = f"/unsubscribe/{unsubscribe_token(live.secret, row['id'])}"
+    path = f"/unsubscribe/{unsubscribe_token(live.secret, row['id'], row['token_nonce'])}"
     page = httpx.get(live.url + path)  # what a link scanner does
     assert page.status_code == 200 and "<button" in page.text
     assert live.status("grace@example.org") == "active"
@@ -192,14 +199,15 @@ def test_unsubscribe_page_shows_a_button_and_changes_nothing_until_pressed(live:
 def test_confirmation_link_works_once(live: Live) -> None:
     live.sign_up("once@example.org")
     path = link_path(live.mails()[0], "confirm")
-    assert "You are subscribed" in live.client.get(path).text
+    assert "You are subscribed" in live.confirm(path).text
     live.store.subscribers.set_status(
         live.store.subscribers.get_by_email("once@example.org")["id"],  # type: ignore[index]
         "unsubscribed",
         actor="test",
     )
-    second = live.client.get(path)
+    second = live.client.post(path, data={"confirm": "yes"})
     assert "already been used" in second.text
+    assert "already been used" in live.client.get(path).text
     assert live.status("once@example.org") == "unsubscribed"
 
 
@@ -223,7 +231,8 @@ def test_forged_or_altered_tokens_get_a_clear_page_and_change_nothing(live: Live
         assert response.status_code in (404, 414), path
         if response.status_code == 404:
             assert "This link is not valid" in response.text
-    posted = live.client.post(f"/unsubscribe/{mangle(unsubscribe_token(live.secret, row['id']))}")
+    token = unsubscribe_token(live.secret, row["id"], row["token_nonce"])
+    posted = live.client.post(f"/unsubscribe/{mangle(token)}")
     assert posted.status_code in (404, 414)
     assert live.status("forge@example.org") == "pending"
 
@@ -233,7 +242,9 @@ def test_expired_confirmation_link_changes_nothing(live: Live) -> None:
     row = live.store.subscribers.get_by_email("late@example.org")
     assert row is not None
     eight_days_ago = int(time.time()) - 8 * 86400
-    token = make_token(live.secret, "confirm", row["id"], issued_at=eight_days_ago)
+    token = make_token(
+        live.secret, "confirm", row["id"], row["token_nonce"], issued_at=eight_days_ago
+    )
     response = live.client.get(f"/confirm/{token}")
     assert response.status_code == 410 and "expired" in response.text
     assert live.status("late@example.org") == "pending"
@@ -267,7 +278,7 @@ def test_a_known_address_gets_the_same_answer_and_a_mail_saying_what_happened(
     assert "unsubscribed earlier" in text_of(again)
     assert live.mails("bounce@example.org") == []  # never mailed again
 
-    back = live.client.get(link_path(again, "confirm"))
+    back = live.confirm(link_path(again, "confirm"))
     assert "You are subscribed" in back.text
     assert live.status("left@example.org") == "active"
 

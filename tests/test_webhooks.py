@@ -6,6 +6,7 @@ import base64
 import hashlib
 import hmac
 import json
+import secrets
 import time
 from collections.abc import Iterator
 
@@ -82,16 +83,23 @@ def sendgrid_post(live: Live, events: list[dict], *, key=SENDGRID_PRIVATE) -> ht
     )
 
 
-def mailgun_post(
-    live: Live, event_data: dict, *, key: str = MAILGUN_KEY, age: int = 0
-) -> httpx.Response:
-    timestamp, token = (
-        str(int(time.time()) - age),
-        "e0b5477167110d68991efc6b9f89f0a11066af27834600e123",
-    )
+def mailgun_signature(*, key: str = MAILGUN_KEY, age: int = 0) -> dict:
+    """A `signature` object as Mailgun documents it: a fresh 50-character token each time."""
+    timestamp, token = str(int(time.time()) - age), secrets.token_hex(25)
     signature = hmac.new(key.encode(), (timestamp + token).encode(), hashlib.sha256).hexdigest()
+    return {"timestamp": timestamp, "token": token, "signature": signature}
+
+
+def mailgun_post(
+    live: Live,
+    event_data: dict,
+    *,
+    key: str = MAILGUN_KEY,
+    age: int = 0,
+    signature: dict | None = None,
+) -> httpx.Response:
     payload = {
-        "signature": {"timestamp": timestamp, "token": token, "signature": signature},
+        "signature": signature or mailgun_signature(key=key, age=age),
         "event-data": event_data,
     }
     return httpx.post(live.url + "/webhooks/mailgun", json=payload)
@@ -99,7 +107,7 @@ def mailgun_post(
 
 def resend_post(live: Live, payload: dict, *, secret: str = RESEND_SECRET) -> httpx.Response:
     body = json.dumps(payload).encode()
-    msg_id, timestamp = "msg_2Lh9KRb6pzrhKQAoHqNQiH2mYPx", str(int(time.time()))
+    msg_id, timestamp = f"msg_{secrets.token_urlsafe(18)}", str(int(time.time()))
     key = base64.b64decode(secret.removeprefix("whsec_"))
     signed = f"{msg_id}.{timestamp}.".encode() + body
     signature = base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode()
@@ -236,3 +244,92 @@ def test_a_complaint_is_never_downgraded_and_nobody_is_mailed_after(hooked: Live
 def live_default(env: dict[str, str]) -> Iterator[Live]:
     with serving(load_settings(env, env_file=None)) as live:
         yield live
+
+
+# --- replays ----------------------------------------------------------------------------------
+
+
+def test_a_captured_mailgun_signature_cannot_carry_other_events(hooked: Live) -> None:
+    """Mailgun signs timestamp + token, not the body: the token is remembered instead."""
+    captured = mailgun_signature()
+    genuine = {"event": "failed", "severity": "permanent", "recipient": "hard@example.org"}
+    assert mailgun_post(hooked, genuine, signature=captured).json()["changed"] == 1
+    for victim in ("spam@example.org", "soft@example.org", "hard@example.org"):
+        forged = {"event": "complained", "recipient": victim}
+        answer = mailgun_post(hooked, forged, signature=captured)
+        assert answer.status_code == 200 and answer.json() == {
+            "ok": True, "events": 1, "changed": 0, "replay": True
+        }  # fmt: skip
+    assert hooked.status("spam@example.org") == "active"
+    assert hooked.status("soft@example.org") == "active"
+    assert hooked.status("hard@example.org") == "bounced"  # not downgraded to complained
+
+
+def reactivate(live: Live, email: str) -> None:
+    row = live.store.subscribers.get_by_email(email)
+    assert row is not None
+    live.store.subscribers.set_status(row["id"], "active", actor="test")
+
+
+def test_a_replayed_resend_delivery_changes_nothing(hooked: Live) -> None:
+    body = json.dumps({"type": "email.complained", "data": {"to": ["spam@example.org"]}})
+    msg_id, timestamp = "msg_replayed", str(int(time.time()))
+    key = base64.b64decode(RESEND_SECRET.removeprefix("whsec_"))
+    signed = base64.b64encode(
+        hmac.new(key, f"{msg_id}.{timestamp}.{body}".encode(), hashlib.sha256).digest()
+    ).decode()
+    headers = {
+        "Content-Type": "application/json",
+        "svix-id": msg_id,
+        "svix-timestamp": timestamp,
+        "svix-signature": f"v1,{signed}",
+    }
+    url = hooked.url + "/webhooks/resend"
+    assert httpx.post(url, content=body, headers=headers).json()["changed"] == 1
+    reactivate(hooked, "spam@example.org")  # so a replay that acted would show
+    again = httpx.post(url, content=body, headers=headers)
+    assert again.status_code == 200 and again.json()["replay"] is True
+    assert hooked.status("spam@example.org") == "active"
+    other = body.replace("spam@", "soft@")  # the same headers on another body: not signed
+    assert httpx.post(url, content=other, headers=headers).status_code == 401
+
+
+def test_a_replayed_sendgrid_delivery_changes_nothing(hooked: Live) -> None:
+    events = [{"email": "spam@example.org", "event": "spamreport"}]
+    body = json.dumps(events).encode()
+    timestamp = str(int(time.time()))
+    signature = SENDGRID_PRIVATE.sign(timestamp.encode() + body, ec.ECDSA(hashes.SHA256()))
+    headers = {
+        "Content-Type": "application/json",
+        "X-Twilio-Email-Event-Webhook-Signature": base64.b64encode(signature).decode(),
+        "X-Twilio-Email-Event-Webhook-Timestamp": timestamp,
+    }
+    url = hooked.url + "/webhooks/sendgrid"
+    assert httpx.post(url, content=body, headers=headers).json()["changed"] == 1
+    reactivate(hooked, "spam@example.org")  # so a replay that acted would show
+    # the same signed bytes again, and again with a fresh signature over the same bytes
+    resigned = SENDGRID_PRIVATE.sign(timestamp.encode() + body, ec.ECDSA(hashes.SHA256()))
+    for sig in (signature, resigned):
+        replay = {
+            **headers,
+            "X-Twilio-Email-Event-Webhook-Signature": base64.b64encode(sig).decode(),
+        }
+        answer = httpx.post(url, content=body, headers=replay)
+        assert answer.status_code == 200 and answer.json()["replay"] is True
+    assert hooked.status("spam@example.org") == "active"
+
+
+def test_receipts_expire_and_a_failed_request_leaves_none(store) -> None:
+    receipts = store.receipts
+    assert receipts.first_time("mailgun:a", 1000.0, now=500.0)
+    assert not receipts.first_time("mailgun:a", 1000.0, now=600.0)
+    assert receipts.first_time("mailgun:b", 2000.0, now=1500.0)  # and "a" is pruned
+    rows = store.db.execute("SELECT key FROM webhook_receipts ORDER BY key").fetchall()
+    assert rows == [("mailgun:b",)]
+    try:
+        with store.subscribers.writing():
+            assert receipts.first_time("resend:c", 3000.0, now=1500.0)
+            raise RuntimeError("the events could not be recorded")
+    except RuntimeError:
+        pass
+    assert receipts.first_time("resend:c", 3000.0, now=1500.0)  # the provider's retry is taken

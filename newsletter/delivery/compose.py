@@ -11,18 +11,25 @@ from functools import cached_property
 
 from markupsafe import escape
 
+from newsletter.delivery.headers import display_name, header_text
 from newsletter.delivery.message import Message, MimeTemplate, Prebuilt, new_message_id
 from newsletter.dispatch.render import Rendered
 from newsletter.models import Subscriber
 from newsletter.settings import Settings
 from newsletter.tokens import unsubscribe_token
 
+SAMPLE_NONCE = "sample-reader"
+
 
 def reader_values(
     settings: Settings, subscriber: Subscriber, unsubscribe_url: str
 ) -> dict[str, str]:
-    """The slot values for one reader: plain text, escaped later for the part they land in."""
-    name = " ".join((subscriber.name or "").split())
+    """The slot values for one reader: plain text, escaped later for the part they land in.
+
+    The greeting names the reader only with a short plain name (`display_name`): names come
+    from a public form.
+    """
+    name = display_name(subscriber.name)
     reason = (
         f"You receive this because {subscriber.email} subscribed to {settings.name}"
         " and confirmed the subscription. You can leave at any time."
@@ -65,14 +72,17 @@ class Composer:
         mailto = f"<mailto:{settings.from_email}?subject=unsubscribe>"
         constant = {
             "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
-            "List-Id": f"{settings.name} <{settings.list_id_value}>",
+            "List-Id": f"{header_text(settings.name)} <{settings.list_id_value}>",
         }
         if settings.reply_to:
             constant["Reply-To"] = settings.reply_to
         return mailto, constant, settings.from_domain
 
     def unsubscribe_url(self, subscriber: Subscriber) -> str:
-        token = unsubscribe_token(self.secret, subscriber.id)
+        # A sample reader (preview, test mail) has no nonce: its link is well-formed and
+        # stable, and acts on nobody (no subscriber has id 0 or that nonce).
+        nonce = subscriber.token_nonce or SAMPLE_NONCE
+        token = unsubscribe_token(self.secret, subscriber.id, nonce)
         return f"{self.settings.public_url}/unsubscribe/{token}"
 
     def compose(self, subscriber: Subscriber, *, subject_prefix: str = "") -> Message:
@@ -87,8 +97,8 @@ class Composer:
         return Message(
             from_addr=settings.from_addr,
             to_addr=subscriber.email,
-            to_name=" ".join((subscriber.name or "").split()),
-            subject=subject_prefix + self.rendered.subject,
+            to_name=display_name(subscriber.name),
+            subject=header_text(subject_prefix + self.rendered.subject),
             html=html,
             text=text,
             message_id=new_message_id(domain),

@@ -1,43 +1,59 @@
 """One reader's message: RFC 5322 multipart/alternative with the list headers.
 
-Two ways to the same bytes. `build_mime` uses the email package (~5 ms a message: it
-quoted-printable-encodes 70 KB of HTML in pure Python). `MimeTemplate` encodes the dispatch's
-bodies once, split at the per-subscriber slots, and fills each slot with its value encoded for
-its position (HTML-escaped, then quoted-printable), so one message is a join of prebuilt bytes.
-Every value that reaches a header is checked for CR/LF first, on both paths.
+Two ways to the same bytes. `build_mime` uses the email package for the bodies (~5 ms a
+message: it quoted-printable-encodes 70 KB of HTML in pure Python). `MimeTemplate` encodes the
+dispatch's bodies once, split at the per-subscriber slots, and fills each slot with its value
+encoded for its position (HTML-escaped, then quoted-printable), so one message is a join of
+prebuilt bytes. On both paths every header line is written by `headers` (never by the email
+package's folder: see there why) and the serialised header block is checked to hold exactly the
+fields we meant before any sender sees it.
 """
 
 from __future__ import annotations
 
-import base64
 import binascii
 import secrets
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from email.headerregistry import Address
 from email.message import EmailMessage
 from email.policy import SMTP
 from email.utils import format_datetime, formataddr, localtime, parseaddr
 from functools import lru_cache
 
+from newsletter.delivery.headers import (
+    CRLF,
+    check_field,
+    check_header_block,
+    fields_safe,
+    fold,
+    mailbox,
+    unstructured,
+)
 from newsletter.errors import SendError
 
-POLICY = SMTP.clone(max_line_length=76)
-CRLF = b"\r\n"
-#: RFC 5322: header lines SHOULD stay within 78 characters and MUST within 998
-FOLD_AT = 78
-HARD_LIMIT = 998
+#: refold_source="none": the email package writes our folded lines as they are, and never
+#: re-parses (and so decodes) them
+POLICY = SMTP.clone(max_line_length=76, refold_source="none")
 #: RFC 2045: quoted-printable lines at most 76 characters, the soft break "=" included
 QP_LINE = 76
-_PHRASE_SPECIALS = set('()<>[]:;@\\,."')
 #: headers whose value differs in every message: never cached
 _PER_READER = frozenset({"To", "Message-ID", "List-Unsubscribe"})
+#: fields holding an address (a display name and an addr-spec), not free text
+ADDRESS_FIELDS = frozenset({"From", "To", "Reply-To", "Sender", "Cc"})
+#: fields of free text (a List-Id is a phrase and an id: its ASCII words stay as they are)
+TEXT_FIELDS = frozenset({"Subject", "List-Id", "Comments", "Keywords"})
+#: the fields every message has besides its own `headers`
+_BASE_FIELDS = ("From", "To", "Subject", "Date", "Message-ID", "MIME-Version", "Content-Type")
 
 
 @dataclass(frozen=True)
 class Message:
-    """What a sender needs: envelope, headers and both bodies (API senders use the parts)."""
+    """What a sender needs: envelope, headers and both bodies (API senders use the parts).
+
+    Every field that reaches a header is checked when the message is made (`check_field`), so
+    no sender, MIME or JSON, is ever handed a line break or an encoded word in one.
+    """
 
     from_addr: str
     to_addr: str
@@ -51,17 +67,43 @@ class Message:
     #: the prebuilt bodies this message was composed from (see `MimeTemplate`)
     prebuilt: Prebuilt | None = field(default=None, repr=False, compare=False)
 
+    def __post_init__(self) -> None:
+        fields = {
+            "From": self.from_addr,
+            "To": self.to_addr,
+            "name": self.to_name,
+            "Subject": self.subject,
+            "Message-ID": self.message_id,
+            **self.headers,
+        }
+        # one search over all of them (a space cannot join two fields into an encoded word);
+        # field by field only to name the culprit
+        if not fields_safe(" ".join(fields.values())):
+            for name, value in fields.items():
+                check_field(name, value)
+        for name in self.headers:
+            if not name.isascii() or not name.replace("-", "").isalnum():
+                raise SendError(f"{name!r}: not a header field name")
+
     @property
     def to_header(self) -> str:
         return formataddr((self.to_name, self.to_addr)) if self.to_name else self.to_addr
+
+    @property
+    def fields(self) -> tuple[str, ...]:
+        """The header fields its serialised form holds, each once."""
+        return (*_BASE_FIELDS, *self.headers)
 
     def as_bytes(self) -> bytes:
         """The whole message, CRLF line ends, ready for SMTP or a file."""
         fast = self.prebuilt
         # Identity, not equality: a copy with other bodies (dataclasses.replace) goes the slow way.
         if fast is not None and fast.html is self.html and fast.text is self.text:
+            # every line of its header block was verified as one field when it was made
             return fast.template.build(self, fast.values, fast.html_values)
-        return build_mime(self).as_bytes(policy=POLICY)
+        raw = build_mime(self).as_bytes(policy=POLICY)
+        check_header_block(raw, self.fields)  # the email package serialised these bytes
+        return raw
 
 
 @dataclass(frozen=True)
@@ -75,10 +117,20 @@ class Prebuilt:
     text: str
 
 
-def check_header_value(name: str, value: str) -> str:
-    if "\r" in value or "\n" in value or "\x00" in value:
-        raise SendError(f"{name}: line breaks are not allowed in a header value")
-    return value
+def header_line(name: str, value: str) -> bytes:
+    """One header field, encoded and folded by us, verified: address fields as a mailbox, free
+    text with encoded words where it is not ASCII, anything else (URLs, ids) as it is."""
+    check_field(name, value)
+    if name in ADDRESS_FIELDS:
+        display, addr = parseaddr(value)
+        return fold(name, mailbox(name, display, addr or value))
+    if name in TEXT_FIELDS:
+        return fold(name, unstructured(value))
+    return fold(name, value)
+
+
+def to_line(message: Message) -> bytes:
+    return fold("To", mailbox("To", message.to_name, message.to_addr))
 
 
 def new_message_id(domain: str) -> str:
@@ -86,20 +138,23 @@ def new_message_id(domain: str) -> str:
 
 
 def build_mime(message: Message) -> EmailMessage:
-    """The reference build with the email package (the slow path, and what tests compare to)."""
+    """The reference build with the email package (the slow path, and what tests compare to).
+
+    The email package builds the bodies; the header lines are ours (`set_raw`, written as
+    they are under POLICY), so it never parses, decodes or refolds a value.
+    """
     mime = EmailMessage(policy=POLICY)
-    display, address = parseaddr(message.from_addr)
-    local, _, domain = address.rpartition("@")
-    mime["From"] = Address(check_header_value("From", display), local, domain)
-    to_local, _, to_domain = message.to_addr.rpartition("@")
-    mime["To"] = Address(
-        check_header_value("name", message.to_name), check_header_value("To", to_local), to_domain
-    )
-    mime["Subject"] = check_header_value("Subject", message.subject)
-    mime["Date"] = format_datetime(localtime())
-    mime["Message-ID"] = check_header_value("Message-ID", message.message_id)
-    for name, value in message.headers.items():
-        mime[name] = check_header_value(name, value)
+    lines = [
+        header_line("From", message.from_addr),
+        to_line(message),
+        header_line("Subject", message.subject),
+        _date_line(),
+        header_line("Message-ID", message.message_id),
+        *(header_line(name, value) for name, value in message.headers.items()),
+    ]
+    for line in lines:
+        name, _, value = line.decode("ascii").partition(": ")
+        mime.set_raw(name, value.removesuffix("\r\n"))
     mime.set_content(message.text, subtype="plain", charset="utf-8", cte="quoted-printable")
     mime.add_alternative(message.html, subtype="html", charset="utf-8", cte="quoted-printable")
     return mime
@@ -136,53 +191,6 @@ def _qp_slot(value: str) -> bytes:
     return b"=" + CRLF + qp_encode(_lf(value)) + b"=" + CRLF
 
 
-def _phrase(name: str) -> str | None:
-    """A display name as an RFC 5322 phrase, or None where the email package must fold it.
-
-    Like the email package: ASCII words stay atoms, runs of other words become one RFC 2047
-    encoded word each (a run too long for one encoded word is left to the email package).
-    """
-    if name.isascii() and name.isprintable() and "=?" not in name:
-        if any(ch in _PHRASE_SPECIALS for ch in name):
-            return '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
-        return name
-    out: list[str] = []
-    run: list[str] = []
-    for word in [*name.split(" "), None]:
-        plain = word is not None and word.isascii() and word.isprintable() and "=?" not in word
-        if word is not None and not plain:
-            run.append(word)
-            continue
-        if run:
-            raw = " ".join(run).encode("utf-8")
-            if len(raw) > 45 or not " ".join(run).isprintable():
-                return None
-            out.append("=?utf-8?b?" + base64.b64encode(raw).decode("ascii") + "?=")
-            run = []
-        if word is not None:
-            if any(ch in _PHRASE_SPECIALS for ch in word):
-                return None
-            out.append(word)
-    return " ".join(out)
-
-
-def _fold(name: str, value: str) -> bytes:
-    """One ASCII header, folded at spaces to 78 columns; refuse what cannot be made valid."""
-    line = f"{name}: {value}"
-    if len(line) > FOLD_AT:
-        lines, current = [], f"{name}:"
-        for word in value.split(" "):
-            if len(current) + 1 + len(word) > FOLD_AT and current.strip() != f"{name}:":
-                lines.append(current)
-                current = ""
-            current += " " + word
-        lines.append(current)
-        line = "\r\n".join(lines)
-        if any(len(part) > HARD_LIMIT for part in lines):
-            raise SendError(f"{name}: header value is too long to send")
-    return line.encode("ascii") + CRLF
-
-
 class MimeTemplate:
     """The dispatch's message as prebuilt bytes with per-subscriber slots.
 
@@ -208,7 +216,7 @@ class MimeTemplate:
         #: after each chunk: (slot name, is html, what precedes the end when the body ends here)
         self._slots: list[tuple[str, bool, tuple[tuple[str, str], ...] | None]] = []
         start = (
-            f"MIME-Version: 1.0\r\nContent-Type: multipart/alternative;"
+            f"MIME-Version: 1.0\r\nContent-Type: multipart/alternative;\r\n"
             f' boundary="{self.boundary}"\r\n\r\n--{self.boundary}\r\n'
             'Content-Type: text/plain; charset="utf-8"\r\n'
             "Content-Transfer-Encoding: quoted-printable\r\n\r\n"
@@ -249,12 +257,7 @@ class MimeTemplate:
         cached = self._headers.get(key)
         if cached is not None:
             return cached
-        check_header_value(name, value)
-        if value.isascii():
-            line = _fold(name, value)
-        else:
-            header = POLICY.header_factory(name, value)
-            line = POLICY.fold_binary(name, header)
+        line = header_line(name, value)
         if name not in _PER_READER:
             self._headers[key] = line
         return line
@@ -263,15 +266,9 @@ class MimeTemplate:
         self, message: Message, values: Mapping[str, str], html_values: Mapping[str, str]
     ) -> bytes:
         """Headers from the message's own fields, bodies from the chunks and encoded values."""
-        check_header_value("name", message.to_name)
-        _check_address("To", message.to_addr)
-        if message.to_name:
-            to = self._to_line(message.to_name, message.to_addr)
-        else:
-            to = self.header("To", message.to_addr)
         out = [
-            self._from(message.from_addr),
-            to,
+            self.header("From", message.from_addr),
+            to_line(message),
             self.header("Subject", message.subject),
             _date_line(),
             self.header("Message-ID", message.message_id),
@@ -288,30 +285,6 @@ class MimeTemplate:
             out.append(chunk)
         return b"".join(out)
 
-    def _from(self, from_addr: str) -> bytes:
-        key = ("From", from_addr)
-        cached = self._headers.get(key)
-        if cached is None:
-            display, address = parseaddr(check_header_value("From", from_addr))
-            _check_address("From", address)
-            phrase = _phrase(display) if display else ""
-            if phrase is None:
-                local, _, domain = address.rpartition("@")
-                header = POLICY.header_factory("From", Address(display, local, domain))
-                cached = POLICY.fold_binary("From", header)
-            else:
-                cached = _fold("From", f"{phrase} <{address}>" if phrase else address)
-            self._headers[key] = cached
-        return cached
-
-    def _to_line(self, name: str, addr: str) -> bytes:
-        phrase = _phrase(name)
-        if phrase is None:  # rare: let the email package encode and fold it
-            local, _, domain = addr.rpartition("@")
-            header = POLICY.header_factory("To", Address(name, local, domain))
-            return POLICY.fold_binary("To", header)
-        return _fold("To", f"{phrase} <{addr}>")
-
 
 def _ends_with_newline(tail: tuple[tuple[str, str], ...], values: Mapping[str, str]) -> bool:
     """Whether a body ending in a slot ends with a newline: the last non-empty piece decides.
@@ -323,12 +296,6 @@ def _ends_with_newline(tail: tuple[tuple[str, str], ...], values: Mapping[str, s
             if piece:
                 return _lf(piece).endswith("\n")
     return False
-
-
-def _check_address(name: str, addr: str) -> None:
-    check_header_value(name, addr)
-    if not addr.isascii() or addr.count("@") != 1 or any(c in addr for c in ' <>",;'):
-        raise SendError(f"{name}: not a deliverable address: {addr!r}")
 
 
 _date_cache: tuple[int, bytes] = (0, b"")

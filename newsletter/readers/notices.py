@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterable
 
 import jinja2
 
+from newsletter.delivery.headers import header_text
 from newsletter.delivery.message import Message, new_message_id
 from newsletter.delivery.senders.base import Sender
 from newsletter.dispatch.render import templates_dir
@@ -33,18 +34,22 @@ _SUBJECTS = {
 
 def confirm_url(settings: Settings, secret: str, notice: Notice) -> str:
     purpose = "resubscribe" if notice.kind == "resubscribe" else "confirm"
-    token = make_token(secret, purpose, notice.subscriber_id, issued_at=int(notice.claimed_at))
+    token = make_token(
+        secret, purpose, notice.subscriber_id, notice.token_nonce, issued_at=int(notice.claimed_at)
+    )
     return f"{settings.public_url}/confirm/{token}"
 
 
 def compose_notice(settings: Settings, secret: str, notice: Notice) -> Message:
-    """The confirmation (or "you are already subscribed") mail for one sign-up."""
-    unsubscribe = (
-        f"{settings.public_url}/unsubscribe/{unsubscribe_token(secret, notice.subscriber_id)}"
-    )
+    """The confirmation (or "you are already subscribed") mail for one sign-up.
+
+    It goes to an address nobody has confirmed yet, so nothing the person who posted the form
+    typed (the name) appears in it: not in the greeting, not in To:.
+    """
+    token = unsubscribe_token(secret, notice.subscriber_id, notice.token_nonce)
+    unsubscribe = f"{settings.public_url}/unsubscribe/{token}"
     context = {
         "kind": notice.kind,
-        "name": notice.name,
         "settings": settings,
         "confirm_url": confirm_url(settings, secret, notice) if notice.kind != "already" else "",
         "unsubscribe_url": unsubscribe,
@@ -56,8 +61,8 @@ def compose_notice(settings: Settings, secret: str, notice: Notice) -> Message:
     return Message(
         from_addr=settings.from_addr,
         to_addr=notice.email,
-        to_name=notice.name or "",
-        subject=_SUBJECTS[notice.kind].format(name=settings.name),
+        to_name="",
+        subject=header_text(_SUBJECTS[notice.kind].format(name=settings.name)),
         html=_mail_env.get_template("notice.html.j2").render(context),
         text=_mail_env.get_template("notice.txt.j2").render(context),
         message_id=new_message_id(settings.from_domain),

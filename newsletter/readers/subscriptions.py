@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import time
 import unicodedata
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -22,7 +23,7 @@ from newsletter.models import Subscriber
 from newsletter.settings import Settings
 from newsletter.store import Store
 from newsletter.store.subscribers import address_hash
-from newsletter.tokens import read_signed
+from newsletter.tokens import Token, legacy_matches, matches, new_nonce, parse_token
 
 MAX_NAME = 200
 MAX_EMAIL = 254
@@ -41,20 +42,37 @@ def normalise_email(raw: str, *, check_deliverability: bool = False) -> str:
         raise SubscriberError(f"invalid address: longer than {MAX_EMAIL} characters")
     if any(ch in text for ch in "\r\n\x00"):
         raise SubscriberError("invalid address: contains a line break")
+    if "=?" in unicodedata.normalize("NFKC", text):
+        # legal in a local part, never in a real one, and decoded by mail software into
+        # anything at all (CR/LF included): an RFC 2047 encoded word
+        raise SubscriberError("invalid address: contains an encoded word (=?)")
     try:
-        info = validate_email(text, check_deliverability=check_deliverability)
+        # allow_smtputf8=False: a non-ASCII local part cannot be written into a 7-bit header
+        # by any of our senders; refuse it here rather than never mail the person
+        info = validate_email(text, check_deliverability=check_deliverability, allow_smtputf8=False)
     except EmailNotValidError as exc:
         raise SubscriberError(f"invalid address {text!r}: {exc}") from None
     # Local parts are case-sensitive on paper and never in practice; one person, one row.
     return info.normalized.lower()
 
 
+class InvalidName(SubscriberError):
+    """A name that cannot be stored: it carries an RFC 2047 encoded word."""
+
+
 def clean_name(raw: str | None) -> str | None:
-    """A display name safe for a header and a page: no control characters, bounded length."""
+    """A name as we store it: no control or format characters, spaces collapsed, bounded.
+
+    An RFC 2047 encoded word (`=?utf-8?b?...?=`) is refused (InvalidName): mail software decodes
+    it into anything at all, line breaks included, and no real name holds one. Mail uses only
+    a short plain form of the name (`delivery.headers.display_name`).
+    """
     if raw is None:
         return None
     text = "".join(ch for ch in raw if unicodedata.category(ch)[0] != "C")
-    text = " ".join(text.split())[:MAX_NAME]
+    text = unicodedata.normalize("NFC", " ".join(text.split()))[:MAX_NAME]
+    if "=?" in unicodedata.normalize("NFKC", text):
+        raise InvalidName("name: an encoded word (=?...?=) is not a name; write it as plain text")
     return text or None
 
 
@@ -78,6 +96,8 @@ class Notice:
     name: str | None
     kind: str
     claimed_at: float
+    #: the subscriber's token nonce, which the links in the mail are signed with
+    token_nonce: str = field(default="", repr=False)
 
 
 def add_subscriber(
@@ -105,6 +125,7 @@ def add_subscriber(
         if existing is None:
             if store.subscribers.is_erased(address):
                 raise SubscriberError(f"{address} was erased on request; not re-subscribed")
+            nonce = new_nonce()
             subscriber_id = store.subscribers.add(
                 address,
                 name=name,
@@ -113,10 +134,11 @@ def add_subscriber(
                 consent_text=consent_text,
                 consent_ip=consent_ip,
                 consent_form=consent_form,
+                token_nonce=nonce,
             )
             notice = None
             if not confirmed and store.subscribers.claim_notice(subscriber_id, now, NOTICE_EVERY):
-                notice = Notice(subscriber_id, address, name, "confirm", now)
+                notice = Notice(subscriber_id, address, name, "confirm", now, nonce)
             return AddResult(_subscriber(store, subscriber_id), "added", notice)
         if existing["status"] in LEFT:
             return AddResult(Subscriber.from_row(existing), "refused")
@@ -171,29 +193,21 @@ def request_signup(
     with store.subscribers.writing():
         if limits:
             _count_against_limits(store, settings, address, ip, now)
-        existing = store.subscribers.get_by_email(address)
-        if existing is None:
-            subscriber_id = store.subscribers.add(
-                address,
-                name=name,
-                status="pending",
-                actor=actor,
-                consent_text=consent,
-                consent_ip=ip,
-                consent_form=form,
-            )
-            kind: str | None = "confirm"
-        else:
-            subscriber_id = existing["id"]
-            kind = {"pending": "confirm", "active": "already", "unsubscribed": "resubscribe"}.get(
-                existing["status"]
-            )
-            store.subscribers.log(
-                subscriber_id, "subscriber.signup_again", actor, consent=consent, ip=ip, form=form
-            )
-        if kind is None or not store.subscribers.claim_notice(subscriber_id, now, NOTICE_EVERY):
+        # The same statements whether the address is new or known (a timing would tell)
+        row, new = store.subscribers.sign_up(
+            address, name=name, actor=actor, consent_text=consent, consent_ip=ip, consent_form=form
+        )
+        subscriber_id, nonce = row["id"], row["token_nonce"]
+        event = "subscriber.pending" if new else "subscriber.signup_again"
+        store.subscribers.log(subscriber_id, event, actor, consent=consent, ip=ip, form=form)
+        kind = {"pending": "confirm", "active": "already", "unsubscribed": "resubscribe"}.get(
+            row["status"]
+        )
+        # claimed even when nothing may be sent (bounced, complained): the same statements
+        claimed = store.subscribers.claim_notice(subscriber_id, now, NOTICE_EVERY)
+        if kind is None or not claimed:
             return None
-    return Notice(subscriber_id, address, name, kind, now)
+    return Notice(subscriber_id, address, name, kind, now, nonce)
 
 
 class RateLimited(SubscriberError):
@@ -216,40 +230,77 @@ def _count_against_limits(
 
 
 # --- links in mail ---------------------------------------------------------------------------
+#
+# A link acts on the subscriber whose id it names only if its MAC holds with that subscriber's
+# token nonce (see `tokens`). Links from before nonces (legacy) act only on subscribers the
+# migration to nonces found could not have inherited their id (`legacy_links`), and a legacy
+# confirmation link only if it was issued after the row was created; rotating a subscriber's
+# tokens ends every earlier link.
+
+CONFIRM_PURPOSES = ("confirm", "resubscribe")
+
+
+def _genuine(store: Store, secret: str, purpose: str, text: str) -> tuple[Token, dict] | None:
+    """The token and the subscriber it was made for, or None (forged, altered, malformed,
+    rotated, erased, or an old link whose id may have passed to someone else)."""
+    token = parse_token(text)
+    if token is None:
+        return None
+    row = store.subscribers.get(token.subscriber_id)
+    if row is None:
+        return None
+    if matches(secret, purpose, token, row.get("token_nonce") or ""):
+        return token, row
+    legacy = row.get("legacy_links") and legacy_matches(secret, purpose, token)
+    if legacy and (purpose == "unsubscribe" or token.issued >= _epoch(row["created_at"])):
+        return token, row
+    return None
+
+
+def confirm_link_status(
+    store: Store, settings: Settings, token: str, *, now: float | None = None
+) -> str:
+    """What following a confirmation link would do, changing nothing (the page a GET shows).
+
+    `ready` (it would confirm), `ready_again` (it would bring back someone who left), `used`
+    (genuine but spent: already confirmed, or left since), `expired` or `invalid`.
+    """
+    return _confirm(store, settings, token, now, act=False)
 
 
 def follow_confirm_link(
     store: Store, settings: Settings, token: str, *, now: float | None = None
 ) -> str:
-    """Confirm (or re-confirm) the subscriber a link names.
+    """Confirm (or re-confirm) the subscriber a link names (the page's POST).
 
-    Returns `confirmed`, `used` (genuine but spent: already confirmed, or left since),
-    `expired` or `invalid` (forged, altered, or the person was erased). Only `confirmed`
-    changed anything.
+    Returns `confirmed`, `used`, `expired` or `invalid`; only `confirmed` changed anything.
     """
+    return _confirm(store, settings, token, now, act=True)
+
+
+def _confirm(store: Store, settings: Settings, text: str, now: float | None, *, act: bool) -> str:
     secret = store.secret_key(settings.secret_key)
     now = time.time() if now is None else now
-    for purpose in ("confirm", "resubscribe"):
-        found = read_signed(secret, purpose, token)
-        if found is not None:
-            break
-    else:
-        return "invalid"
-    subscriber_id, issued = found
-    if now - issued > settings.confirm_days * 86400:
-        return "expired"
-    with store.subscribers.writing():
-        row = store.subscribers.get(subscriber_id)
-        if row is None:
+    with store.subscribers.writing() if act else nullcontext():
+        for purpose in CONFIRM_PURPOSES:
+            found = _genuine(store, secret, purpose, text)
+            if found is not None:
+                break
+        else:
             return "invalid"
+        token, row = found
+        if now - token.issued > settings.confirm_days * 86400:
+            return "expired"
         fits = (purpose == "confirm" and row["status"] == "pending") or (
             purpose == "resubscribe"
             and row["status"] == "unsubscribed"
-            and issued >= _epoch(row["unsubscribed_at"])
+            and token.issued >= _epoch(row["unsubscribed_at"])
         )
         if not fits:
             return "used"
-        store.subscribers.set_status(subscriber_id, "active", actor="web", reason=f"{purpose} link")
+        if not act:
+            return "ready" if purpose == "confirm" else "ready_again"
+        store.subscribers.set_status(row["id"], "active", actor="web", reason=f"{purpose} link")
         store.subscribers.forget_erasure(row["email"])
     return "confirmed"
 
@@ -259,23 +310,34 @@ def _epoch(iso: str | None) -> float:
 
 
 def unsubscribe_link_valid(store: Store, settings: Settings, token: str) -> bool:
-    """A genuine unsubscribe token (the person may have been erased since: still genuine)."""
-    return read_signed(store.secret_key(settings.secret_key), "unsubscribe", token) is not None
+    """A genuine unsubscribe link of a subscriber we still have."""
+    secret = store.secret_key(settings.secret_key)
+    return _genuine(store, secret, "unsubscribe", token) is not None
 
 
 def follow_unsubscribe_link(
     store: Store, settings: Settings, token: str, *, method: str = "page"
 ) -> str:
-    """`unsubscribed`, `already` (nothing to do) or `invalid` (forged or altered)."""
-    found = read_signed(store.secret_key(settings.secret_key), "unsubscribe", token)
-    if found is None:
-        return "invalid"
+    """`unsubscribed`, `already` (nothing to do) or `invalid` (not a link we can act on)."""
+    secret = store.secret_key(settings.secret_key)
     with store.subscribers.writing():
-        row = store.subscribers.get(found[0])
-        if row is None or row["status"] not in ("pending", "active"):
+        found = _genuine(store, secret, "unsubscribe", token)
+        if found is None:
+            return "invalid"
+        row = found[1]
+        if row["status"] not in ("pending", "active"):
             return "already"
         store.subscribers.set_status(row["id"], "unsubscribed", actor="web", reason=method)
     return "unsubscribed"
+
+
+def rotate_tokens(store: Store, email: str | None, *, actor: str = "cli") -> int:
+    """New token nonces for one subscriber (`email`) or everyone (None): every link made for
+    them before (confirmation, unsubscribe, old-format) stops working; the next mail carries
+    new ones. Returns how many subscribers were rotated."""
+    with store.subscribers.writing():
+        subscriber_id = None if email is None else find(store, email)["id"]
+        return store.subscribers.rotate_tokens(subscriber_id, actor=actor)
 
 
 # --- operator actions ------------------------------------------------------------------------
@@ -367,14 +429,16 @@ def import_csv(
     now = time.time() if now is None else now
     seen: dict[str, int] = {}
     with store.subscribers.writing():
-        for line, raw, name in plan:
+        for line, raw, raw_name in plan:
             if not raw.strip():
                 report.invalid.append((line, raw, "no address"))
                 continue
             try:
                 address = normalise_email(raw)
+                name = clean_name(raw_name)
             except SubscriberError as exc:
-                report.invalid.append((line, raw, str(exc).split(": ", 1)[-1]))
+                why = str(exc) if isinstance(exc, InvalidName) else str(exc).split(": ", 1)[-1]
+                report.invalid.append((line, raw, why))
                 continue
             if address in seen:
                 report.skipped.append((line, address, f"duplicate of line {seen[address]}"))
@@ -387,17 +451,21 @@ def import_csv(
                 report.added.append(address)
                 if dry_run:
                     continue
+                nonce = new_nonce()
                 subscriber_id = store.subscribers.add(
                     address,
                     name=name,
                     status="active" if confirmed else "pending",
                     actor=actor,
                     consent_form=f"import {path.name}",
+                    token_nonce=nonce,
                 )
                 if not confirmed and store.subscribers.claim_notice(
                     subscriber_id, now, NOTICE_EVERY
                 ):
-                    report.notices.append(Notice(subscriber_id, address, name, "confirm", now))
+                    report.notices.append(
+                        Notice(subscriber_id, address, name, "confirm", now, nonce)
+                    )
             elif existing["status"] in LEFT:
                 report.skipped.append((line, address, f"{existing['status']}: never re-added"))
             elif (confirmed and existing["status"] == "pending") or (
@@ -434,7 +502,7 @@ def _read_csv(
                 (
                     reader.line_num,
                     row.get(email_column) or "",
-                    clean_name(row.get(use_name)) if use_name else None,
+                    row.get(use_name) if use_name else None,
                 )
                 for row in reader
             ]

@@ -2,12 +2,19 @@
 
 Parsing and validation are pure; `import_annotations` applies every record in one transaction,
 so one bad field anywhere means nothing is written.
+
+Files come from editors, and sometimes from elsewhere: parsing is bounded. YAML aliases and
+anchors are refused (436 bytes of nested aliases expand to gigabytes), front matter and files
+have a size cap, every field a length cap, lists a length cap, numbers must be finite and
+small, and an error message shows at most the start of a value, never an expanded one.
 """
 
 from __future__ import annotations
 
 import difflib
 import json
+import math
+import re
 import sqlite3
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -18,6 +25,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import yaml
+import yaml.composer
 
 from newsletter.errors import AnnotationError
 from newsletter.models import EDITORIAL_FIELDS, HORIZONS, LIST_FIELDS, SCORE_FIELDS
@@ -44,6 +52,17 @@ TEXT_FIELDS = (
 ONE_LINE_FIELDS = ("title", "source", "category", "guid")
 KNOWN_FIELDS = {*TEXT_FIELDS, *LIST_FIELDS, *SCORE_FIELDS, "url", "published", "horizon"}
 ANNOUNCE_TYPES = ("new", "cross", "replace", "replace-cross")
+
+#: bounds on what one annotation may hold
+MAX_FILE_BYTES = 16 * 1024 * 1024  # a JSON export of thousands of signals fits
+MAX_FRONT_MATTER_BYTES = 128 * 1024
+MAX_LIST_ITEMS = 50
+MAX_PHRASE = 300  # one winner or loser
+MAX_ONE_LINE = 500  # title, source, category, guid
+MAX_URL = 2048
+MAX_LONG_TEXT = 100_000  # summary, notes
+MAX_TEXT = 10_000  # the editor's paragraphs
+_LONG_TEXT_FIELDS = ("summary", "notes")
 
 
 @dataclass
@@ -81,16 +100,36 @@ def _fail(where: str, field_name: str | None, message: str) -> AnnotationError:
     )
 
 
+def _shown(value: Any) -> str:
+    """A value for an error message: short scalars as they are, anything else described."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return "a number too large to use" if not math.isnan(value) else "NaN"
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        text = repr(value)
+        return text if len(text) <= 20 else f"a {len(text)}-digit number"
+    if isinstance(value, str):
+        return repr(value) if len(value) <= 60 else f"{value[:40]!r}... ({len(value)} characters)"
+    if isinstance(value, list | dict):
+        return f"a {type(value).__name__} of {len(value)} items"
+    return type(value).__name__
+
+
 def _score(value: Any, where: str, name: str) -> int:
+    expected = "expected a whole number from 0 to 100"
     if isinstance(value, bool) or not isinstance(value, int | float | str):
-        raise _fail(where, name, f"expected a whole number from 0 to 100, got {value!r}")
-    try:
-        number = float(value)
-    except ValueError:
-        raise _fail(where, name, f"expected a whole number from 0 to 100, got {value!r}") from None
-    if number != int(number) or not 0 <= number <= 100:
-        raise _fail(where, name, f"must be a whole number from 0 to 100, got {value!r}")
-    return int(number)
+        raise _fail(where, name, f"{expected}, got {_shown(value)}")
+    if isinstance(value, str):
+        if len(value) > 20:
+            raise _fail(where, name, f"{expected}, got {_shown(value)}")
+        try:
+            value = float(value)
+        except ValueError:
+            raise _fail(where, name, f"{expected}, got {_shown(value)}") from None
+    if isinstance(value, float) and not (math.isfinite(value) and value.is_integer()):
+        raise _fail(where, name, f"must be a whole number from 0 to 100, got {_shown(value)}")
+    if not 0 <= value <= 100:
+        raise _fail(where, name, f"must be a whole number from 0 to 100, got {_shown(value)}")
+    return int(value)
 
 
 def _horizon(value: Any, where: str) -> str:
@@ -98,8 +137,14 @@ def _horizon(value: Any, where: str) -> str:
     if text in ("short", "medium", "long"):
         text += " term"
     if text not in HORIZONS:
-        raise _fail(where, "horizon", f"must be short, medium or long term, got {value!r}")
+        raise _fail(where, "horizon", f"must be short, medium or long term, got {_shown(value)}")
     return text
+
+
+def _capped(value: str, where: str, name: str, limit: int) -> str:
+    if len(value) > limit:
+        raise _fail(where, name, f"at most {limit} characters, got {len(value)}")
+    return value
 
 
 def _published(value: Any, where: str) -> datetime:
@@ -114,9 +159,9 @@ def _published(value: Any, where: str) -> datetime:
             try:
                 moment = parsedate_to_datetime(value)
             except (TypeError, ValueError):
-                raise _fail(where, "published", f"not a date: {value!r}") from None
+                raise _fail(where, "published", f"not a date: {_shown(value)}") from None
     else:
-        raise _fail(where, "published", f"not a date: {value!r}")
+        raise _fail(where, "published", f"not a date: {_shown(value)}")
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     return moment.astimezone(UTC)
@@ -187,7 +232,7 @@ MATCH_FIELDS_NEEDED = "every annotation needs a url, guid or arxiv_id to match"
 def _field(name: str, value: Any, where: str) -> dict[str, Any]:
     """One field checked: the column values it sets, or AnnotationError saying what is wrong."""
     if name not in KNOWN_FIELDS:
-        close = difflib.get_close_matches(name, KNOWN_FIELDS, n=1)
+        close = difflib.get_close_matches(str(name), KNOWN_FIELDS, n=1)
         hint = (
             f"did you mean {close[0]!r}?" if close else f"known: {', '.join(sorted(KNOWN_FIELDS))}"
         )
@@ -197,21 +242,27 @@ def _field(name: str, value: Any, where: str) -> dict[str, Any]:
     if name in LIST_FIELDS:
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             raise _fail(where, name, "expected a list of short phrases")
+        if len(value) > MAX_LIST_ITEMS:
+            raise _fail(where, name, f"at most {MAX_LIST_ITEMS} items, got {len(value)}")
+        for item in value:
+            _capped(item, where, name, MAX_PHRASE)
         return {name: [v.strip() for v in value if v.strip()]}
     if name == "horizon":
         return {name: _horizon(value, where)}
     if name == "published":
         return {name: _published(value, where)}
     if name == "url":
+        if isinstance(value, str):
+            _capped(value, where, name, MAX_URL)
         if not isinstance(value, str) or urlsplit(value).scheme not in ("http", "https"):
-            raise _fail(where, name, f"expected an absolute http(s) URL, got {value!r}")
+            raise _fail(where, name, f"expected an absolute http(s) URL, got {_shown(value)}")
         return {"link": value.strip(), "url": canonical_url(value)}
     if name == "arxiv_id":
         if isinstance(value, float):
             raise _fail(where, name, f"write it in quotes ('{value}'): a number drops zeros")
-        found = bare_arxiv_id(value) if isinstance(value, str) else None
+        found = bare_arxiv_id(value) if isinstance(value, str) and len(value) < 200 else None
         if not found:
-            raise _fail(where, name, f"not an arXiv identifier: {value!r}")
+            raise _fail(where, name, f"not an arXiv identifier: {_shown(value)}")
         return {name: found}
     if name == "announce_type":
         if value not in ANNOUNCE_TYPES:
@@ -219,7 +270,16 @@ def _field(name: str, value: Any, where: str) -> dict[str, Any]:
         return {name: value}
     if not isinstance(value, str | int | float) or isinstance(value, bool):
         raise _fail(where, name, f"expected text, got {type(value).__name__}")
-    text = str(value).strip()
+    if isinstance(value, float) and not math.isfinite(value):
+        raise _fail(where, name, f"expected text, got {_shown(value)}")
+    limit = (
+        MAX_ONE_LINE
+        if name in ONE_LINE_FIELDS
+        else MAX_LONG_TEXT
+        if name in _LONG_TEXT_FIELDS
+        else MAX_TEXT
+    )
+    text = _capped(str(value), where, name, limit).strip()
     # A title or label becomes a subject line or a header: never more than one line.
     return {name: " ".join(text.split()) if name in ONE_LINE_FIELDS else text}
 
@@ -232,18 +292,54 @@ def _front_matter(text: str, where: str) -> tuple[dict[str, Any], dict[str, int]
     if end is None:
         raise _fail(f"{where}:1", None, "front matter is not closed by a '---' line")
     block = "".join(lines[1:end])
+    if len(block.encode("utf-8")) > MAX_FRONT_MATTER_BYTES:
+        raise _fail(f"{where}:2", None, f"front matter over {MAX_FRONT_MATTER_BYTES // 1024} KB")
+    loader = _Loader(block)
     try:
-        node = yaml.compose(block, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(block) or {}
+        node = loader.get_single_node()
+        data = (loader.construct_document(node) if node is not None else None) or {}
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 2 if mark else 1
-        raise _fail(f"{where}:{line}", None, f"invalid front matter: {exc}") from None
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise _fail(f"{where}:{line}", None, f"invalid front matter: {problem}") from None
+    except (ValueError, RecursionError):  # a number of thousands of digits, deep nesting
+        raise _fail(f"{where}:2", None, "invalid front matter: a value too large") from None
+    finally:
+        loader.dispose()
     positions: dict[str, int] = {}
     if isinstance(node, yaml.MappingNode):
         for key, _ in node.value:
             positions[str(key.value)] = key.start_mark.line + 2
     return data, positions, "".join(lines[end + 1 :]).strip()
+
+
+class _Loader(yaml.SafeLoader):
+    """YAML without aliases and anchors: no expansion bombs, no merge keys."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
+            kind = "alias (*)" if isinstance(event, yaml.AliasEvent) else "anchor (&)"
+            raise yaml.composer.ComposerError(
+                None, None, f"a YAML {kind} is not allowed in an annotation", event.start_mark
+            )
+        return super().compose_node(parent, index)
+
+
+def _json(text: str) -> Any:
+    """json.loads without NaN/Infinity and without numbers longer than any score."""
+    return json.loads(text, parse_constant=_no_constant, parse_int=_short_int)
+
+
+def _no_constant(name: str) -> Any:
+    raise json.JSONDecodeError(f"{name} is not a number JSON allows", name, 0)
+
+
+def _short_int(digits: str) -> int:
+    if len(digits.lstrip("-")) > 20:
+        raise json.JSONDecodeError(f"a {len(digits)}-digit number", digits[:20], 0)
+    return int(digits)
 
 
 def _object_spans(text: str) -> list[tuple[int, int]]:
@@ -264,6 +360,9 @@ def _object_spans(text: str) -> list[tuple[int, int]]:
         position = end
 
 
+_COLON = re.compile(r"\s*:")
+
+
 def _key_lines(text: str, start: int, end: int, first_line: int) -> dict[str, int]:
     """The line of each top-level key of one JSON object (nested keys are ignored)."""
     lines: dict[str, int] = {}
@@ -272,8 +371,7 @@ def _key_lines(text: str, start: int, end: int, first_line: int) -> dict[str, in
         char = text[position]
         if char == '"':
             value, after = decoder.raw_decode(text, position)
-            rest = text[after:end].lstrip()
-            if depth == 1 and rest.startswith(":") and value not in lines:
+            if depth == 1 and value not in lines and _COLON.match(text, after, end):
                 lines[value] = first_line + text.count("\n", start, position)
             position = after
             continue
@@ -289,6 +387,8 @@ def read_file(path: Path) -> list[Record]:
     """Parse and validate one file; raise AnnotationError naming file, line and field."""
     where = str(path)
     try:
+        if path.stat().st_size > MAX_FILE_BYTES:
+            raise _fail(where, None, f"larger than {MAX_FILE_BYTES // (1024 * 1024)} MB")
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise _fail(where, None, f"cannot read ({exc})") from None
@@ -303,7 +403,7 @@ def read_file(path: Path) -> list[Record]:
                 continue
             try:
                 try:
-                    data = json.loads(line)
+                    data = _json(line)
                 except json.JSONDecodeError as exc:
                     raise _fail(f"{where}:{number}", None, f"invalid JSON ({exc.msg})") from None
                 records.append(Record(f"{where}:{number}", validate(data, f"{where}:{number}")))
@@ -314,15 +414,19 @@ def read_file(path: Path) -> list[Record]:
         return records
     if suffix == ".json":
         try:
-            data = json.loads(text)
+            data = _json(text)
         except json.JSONDecodeError as exc:
             raise _fail(f"{where}:{exc.lineno}", None, f"invalid JSON ({exc.msg})") from None
+        except RecursionError:
+            raise _fail(where, None, "invalid JSON (nested too deeply)") from None
         items = data if isinstance(data, list) else [data]
         spans = _object_spans(text)
         records, problems = [], []
+        first, counted = 1, 0
         for index, item in enumerate(items):
             start, end = spans[index] if len(spans) == len(items) else (0, len(text))
-            first = text.count("\n", 0, start) + 1
+            first += text.count("\n", counted, start)  # spans only move forward
+            counted = start
             at = f"{where}:{first}"
             keys = _key_lines(text, start, end, first) if isinstance(item, dict) else {}
             try:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
 from newsletter.errors import StoreError
+from newsletter.private_files import make_dirs, open_file, tighten
 from newsletter.store.deliveries import Deliveries
 from newsletter.store.dispatches import Dispatches
 from newsletter.store.drafts import Drafts, RankerModels
@@ -55,8 +56,14 @@ class Store:
         path = Path(path)
         if path.exists() and path.is_dir():
             raise StoreError(f"{path}: is a folder, not a database file")
-        if path.parent and not path.parent.exists():
-            path.parent.mkdir(parents=True, exist_ok=True)
+        # 0600 whatever the umask: it holds the subscribers (and maybe the signing key).
+        # SQLite gives its -wal and -shm files the database file's mode.
+        if not path.exists():
+            make_dirs(path.parent)
+            open_file(path, "ab").close()
+        for own in (path, Path(f"{path}-wal"), Path(f"{path}-shm"), Path(f"{path}.writers")):
+            if own.exists():
+                tighten(own)
         try:
             conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
             conn.execute("PRAGMA journal_mode=WAL")

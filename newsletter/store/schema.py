@@ -5,11 +5,14 @@ Append new migrations at the end; never edit one that has shipped.
 
 from __future__ import annotations
 
+import bisect
+import re
 import sqlite3
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from newsletter.slugs import make_slug
+from newsletter.store._rows import now_iso
 
 if TYPE_CHECKING:
     from sqlite_utils import Database
@@ -293,8 +296,14 @@ def rebuild_table(db: Database, name: str, create_sql: str, indexes: tuple[str, 
     try:
         conn.execute("BEGIN IMMEDIATE")
         try:
+            # after a rebuild SQLite keeps the definition as `CREATE TABLE "name"`: either form
             conn.execute(
-                create_sql.replace(f"CREATE TABLE {name} ", f"CREATE TABLE {name}__new ", 1)
+                re.sub(
+                    rf"^\s*CREATE TABLE [\"`\[]?{name}[\"`\]]?\s*\(",
+                    f"CREATE TABLE {name}__new (",
+                    create_sql,
+                    count=1,
+                )
             )
             new = [row[1] for row in conn.execute(f"PRAGMA table_info([{name}__new])")]
             shared = ", ".join(f"[{column}]" for column in old if column in new)
@@ -313,6 +322,130 @@ def rebuild_table(db: Database, name: str, create_sql: str, indexes: tuple[str, 
             raise
     finally:
         conn.execute("PRAGMA foreign_keys=ON")
+
+
+# --- m007_security: links bound to a never-reused identity; webhook replay receipts ---------
+
+
+def _subscribers_columns(db: Database) -> set[str]:
+    return {row[1] for row in db.execute("PRAGMA table_info(subscribers)")}
+
+
+def _fresh_ids(db: Database) -> set[int]:
+    """Subscribers whose id was certainly never held by anyone before them.
+
+    Before AUTOINCREMENT, SQLite gave a new row the highest id + 1, so an id came back only
+    after the highest row was erased. Then the k-th row ever inserted has id k unless some id
+    was reused before it: a row whose id equals the number of rows inserted up to it (the
+    ones still here created no later, plus the erasures logged no later) is fresh. Any doubt
+    (same second, a reuse somewhere before) counts as not fresh.
+    """
+    erased = sorted(
+        at for (at,) in db.execute("SELECT at FROM events WHERE kind = ?", ["subscriber.erased"])
+    )
+    fresh = set()
+    ordered = db.execute("SELECT id, created_at FROM subscribers ORDER BY created_at, id")
+    for position, (subscriber_id, created_at) in enumerate(ordered, start=1):
+        if subscriber_id == position + bisect.bisect_right(erased, created_at):
+            fresh.add(subscriber_id)
+    return fresh
+
+
+@MIGRATIONS(name="m007_security", transactional=False)
+def m007_security(db: Database) -> None:
+    """Token nonces, AUTOINCREMENT ids, refused encoded-word addresses, webhook receipts, and
+    the time of a subscriber's latest sign-up (a sign-up writes the row whether or not it is new).
+
+    Outside a transaction (`rebuild_table` needs foreign keys off); each step is its own
+    transaction and safe to run again, so a migration killed half-way finishes next time.
+    """
+    with db.atomic():
+        if "token_nonce" not in _subscribers_columns(db):
+            _run(
+                db,
+                """
+                ALTER TABLE subscribers ADD COLUMN token_nonce TEXT;
+                ALTER TABLE subscribers ADD COLUMN legacy_links INTEGER NOT NULL DEFAULT 0;
+                ALTER TABLE subscribers ADD COLUMN last_signup_at TEXT
+                """,
+            )
+            # Links already in inboxes keep working for the people they were sent to: only
+            # where the id cannot have belonged to someone else before.
+            fresh = sorted(_fresh_ids(db))
+            for start in range(0, len(fresh), 500):
+                chunk = fresh[start : start + 500]
+                marks = ", ".join("?" * len(chunk))
+                db.execute(f"UPDATE subscribers SET legacy_links = 1 WHERE id IN ({marks})", chunk)  # noqa: S608
+        db.execute(
+            "UPDATE subscribers SET token_nonce = lower(hex(randomblob(16)))"
+            " WHERE token_nonce IS NULL"
+        )
+        # An encoded word in an address is decoded by mail software into anything (CR/LF
+        # included); such an address is never mailed again.
+        hostile = db.execute(
+            "SELECT id FROM subscribers WHERE instr(email, '=?')"
+            " AND status NOT IN ('unsubscribed', 'bounced', 'complained')"
+        ).fetchall()
+        for (subscriber_id,) in hostile:
+            db.execute(
+                "UPDATE subscribers SET status = 'bounced', updated_at = ? WHERE id = ?",
+                [now_iso(), subscriber_id],
+            )
+            db.execute(
+                "INSERT INTO events (at, kind, subject_type, subject_id, actor, detail)"
+                " VALUES (?, 'subscriber.bounced', 'subscriber', ?, 'migration m007_security', ?)",
+                [now_iso(), subscriber_id, '{"reason": "address holds an encoded word (=?)"}'],
+            )
+        _run(
+            db,
+            """
+            CREATE TABLE IF NOT EXISTS webhook_receipts (
+                key TEXT PRIMARY KEY,
+                expires_at REAL NOT NULL
+            );
+            CREATE INDEX IF NOT EXISTS webhook_receipts_expiry ON webhook_receipts(expires_at)
+            """,
+        )
+    sql = db.execute("SELECT sql FROM sqlite_master WHERE name = 'subscribers'").fetchone()[0]
+    if "AUTOINCREMENT" not in sql.upper():
+        indexes = tuple(
+            row[0]
+            for row in db.execute(
+                "SELECT sql FROM sqlite_master WHERE type = 'index' AND tbl_name = 'subscribers'"
+                " AND sql IS NOT NULL"
+            )
+        )
+        new_sql, found = re.subn(
+            r"\bid INTEGER PRIMARY KEY\b", "id INTEGER PRIMARY KEY AUTOINCREMENT", sql, count=1
+        )
+        # a row inserted by any other means still gets its own nonce (ALTER TABLE cannot add
+        # a default that is not a constant; a new definition can)
+        new_sql, nonces = re.subn(
+            r"\btoken_nonce TEXT\b",
+            "token_nonce TEXT NOT NULL DEFAULT (lower(hex(randomblob(16))))",
+            new_sql,
+            count=1,
+        )
+        if not (found and nonces):
+            raise RuntimeError("m007_security: subscribers is not the table it expects")
+        rebuild_table(db, "subscribers", new_sql, indexes)
+    with db.atomic():
+        # No id handed out before this migration comes back: every row ever inserted was either
+        # kept or erased (and each erasure logged), so no id exceeded their sum.
+        (ceiling,) = db.execute(
+            "SELECT max(coalesce((SELECT max(id) FROM subscribers), 0),"
+            " (SELECT count(*) FROM subscribers)"
+            " + (SELECT count(*) FROM events WHERE kind = 'subscriber.erased'))"
+        ).fetchone()
+        current = db.execute(
+            "SELECT seq FROM sqlite_sequence WHERE name = 'subscribers'"
+        ).fetchone()
+        if current is None:
+            db.execute(
+                "INSERT INTO sqlite_sequence (name, seq) VALUES ('subscribers', ?)", [ceiling]
+            )
+        elif current[0] < ceiling:
+            db.execute("UPDATE sqlite_sequence SET seq = ? WHERE name = 'subscribers'", [ceiling])
 
 
 @MIGRATIONS(name="m008_signal_stream")

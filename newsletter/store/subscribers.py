@@ -9,10 +9,13 @@ import random
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from newsletter.models import Subscriber
+from newsletter.private_files import open_file
 from newsletter.store._rows import now_iso, one, rows
+from newsletter.tokens import new_nonce
 
 if TYPE_CHECKING:
     from sqlite_utils import Database
@@ -37,7 +40,7 @@ class Subscribers:
             path = row[2] if row else ""
             if not path:  # an in-memory database has one connection: nothing to order
                 return None
-            self._lock_file = open(path + ".writers", "ab")  # noqa: SIM115 - held for life
+            self._lock_file = open_file(Path(path + ".writers"), "ab")  # held for life
         return self._lock_file.fileno()
 
     @contextmanager
@@ -81,13 +84,17 @@ class Subscribers:
         consent_text: str | None = None,
         consent_ip: str | None = None,
         consent_form: str | None = None,
+        token_nonce: str | None = None,
     ) -> int:
-        """Insert a new subscriber (the caller has checked the address is not known)."""
+        """Insert a new subscriber (the caller has checked the address is not known).
+
+        Ids are AUTOINCREMENT (never handed out twice) and every row has its own token nonce.
+        """
         now = now_iso()
         cursor = self.db.execute(
             "INSERT INTO subscribers (email, name, status, created_at, updated_at, confirmed_at,"
-            " consent_text, consent_ip, consent_form, signup_source)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " consent_text, consent_ip, consent_form, signup_source, token_nonce)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [
                 email,
                 name,
@@ -99,11 +106,40 @@ class Subscribers:
                 consent_ip,
                 consent_form,
                 actor,
+                token_nonce or new_nonce(),
             ],
         )
         subscriber_id = int(cursor.lastrowid or 0)
         self._log(subscriber_id, f"subscriber.{status}", actor, consent=consent_text, ip=consent_ip)
         return subscriber_id
+
+    def sign_up(
+        self,
+        email: str,
+        *,
+        name: str | None,
+        actor: str,
+        consent_text: str | None,
+        consent_ip: str | None,
+        consent_form: str | None,
+    ) -> tuple[dict[str, Any], bool]:
+        """A sign-up from the form: a new pending row, or the known one stamped with the time.
+
+        One statement either way (an upsert), so a new and a known address cost the same work
+        and take the same time. Returns (id, status, token_nonce) and whether it was new;
+        nothing is logged (the caller logs one event on either path).
+        """
+        nonce, now = new_nonce(), now_iso()
+        row = self.db.execute(
+            "INSERT INTO subscribers (email, name, status, created_at, updated_at,"
+            " consent_text, consent_ip, consent_form, signup_source, token_nonce, last_signup_at)"
+            " VALUES (?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT(email) DO UPDATE SET last_signup_at = excluded.last_signup_at"
+            " RETURNING id, status, token_nonce",
+            [email, name, now, now, consent_text, consent_ip, consent_form, actor, nonce, now],
+        ).fetchone()
+        found = {"id": row[0], "status": row[1], "token_nonce": row[2]}
+        return found, row[2] == nonce
 
     def set_status(self, subscriber_id: int, status: str, *, actor: str, reason: str = "") -> None:
         if status not in STATUSES:
@@ -125,6 +161,24 @@ class Subscribers:
             [name, now_iso(), subscriber_id],
         )
         self._log(subscriber_id, "subscriber.updated", actor, **detail)
+
+    def rotate_tokens(self, subscriber_id: int | None, *, actor: str) -> int:
+        """A new token nonce for one subscriber (None: everyone): every link made before stops
+        working, old-format ones included. Returns how many were rotated."""
+        ids = (
+            [subscriber_id]
+            if subscriber_id is not None
+            else [row[0] for row in self.db.execute("SELECT id FROM subscribers")]
+        )
+        now = now_iso()
+        for one_id in ids:
+            self.db.execute(
+                "UPDATE subscribers SET token_nonce = ?, legacy_links = 0, updated_at = ?"
+                " WHERE id = ?",
+                [new_nonce(), now, one_id],
+            )
+            self._log(one_id, "subscriber.tokens_rotated", actor)
+        return len(ids)
 
     def log(self, subscriber_id: int, kind: str, actor: str, **detail: Any) -> None:
         """Record something that happened to a subscriber without changing them."""
@@ -250,7 +304,7 @@ class Subscribers:
             page = list(
                 rows(
                     self.db,
-                    "SELECT id, email, name, status FROM subscribers"
+                    "SELECT id, email, name, status, token_nonce FROM subscribers"
                     " WHERE status = 'active' AND id > ? ORDER BY id LIMIT ?",
                     [after, batch],
                 )

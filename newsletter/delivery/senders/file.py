@@ -9,6 +9,7 @@ from pathlib import Path
 
 from newsletter.delivery.message import Message
 from newsletter.delivery.senders.base import Sender, SendResult
+from newsletter.private_files import make_dirs, open_file
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._@+-]")
 
@@ -29,9 +30,9 @@ class FileSender(Sender):
         results = []
         for message in messages:
             path = self.path_for(message)
-            path.parent.mkdir(parents=True, exist_ok=True)
+            make_dirs(path.parent)  # 0700, and each message 0600: they hold readers' links
             partial = path.with_suffix(".eml.part")
-            with open(partial, "wb") as handle:
+            with open_file(partial, "wb") as handle:
                 handle.write(message.as_bytes())
                 handle.flush()
                 os.fsync(handle.fileno())

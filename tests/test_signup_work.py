@@ -1,0 +1,59 @@
+"""A sign-up does the same work whether the address is new or known, so its timing tells a
+visitor nothing (the figures are measured in benchmarks/bench_signup_timing.py, not here)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+
+import pytest
+from test_web_live import WEB_ENV, Live, serving
+
+from newsletter.readers.subscriptions import request_signup
+from newsletter.settings import Settings, load_settings
+from newsletter.store import Store
+
+
+def _statements(store: Store, settings: Settings, email: str) -> list[str]:
+    seen: list[str] = []
+    store.db.conn.set_trace_callback(seen.append)
+    try:
+        request_signup(store, settings, email, ip="192.0.2.1", form="form at /", now=1e9)
+    finally:
+        store.db.conn.set_trace_callback(None)
+    # the statement shapes, without their values
+    return [re.sub(r"'[^']*'|\b\d+(\.\d+)?\b", "?", s) for s in seen if "rate_limits <" not in s]
+
+
+@pytest.mark.parametrize("status", ["pending", "active", "unsubscribed", "bounced"])
+def test_new_and_known_addresses_run_the_same_statements(
+    store: Store, settings: Settings, status: str
+) -> None:
+    store.subscribers.add("known@example.org", name=None, status=status, actor="test")
+    request_signup(store, settings, "warm@example.org")  # opens the writers' lock file once
+    assert _statements(store, settings, "new@example.org") == _statements(
+        store, settings, "known@example.org"
+    )
+
+
+@pytest.fixture
+def live(env: dict[str, str]) -> Iterator[Live]:
+    with serving(load_settings({**env, **WEB_ENV}, env_file=None)) as server:
+        yield server
+
+
+def test_when_no_mail_is_owed_one_is_composed_anyway(
+    live: Live, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import subscribers.signup
+
+    composed: list[str] = []
+    real = subscribers.signup._compose_only
+    monkeypatch.setattr(
+        subscribers.signup, "_compose_only", lambda *a: composed.append("x") or real(*a)
+    )
+    live.sign_up("twice@example.org")  # a mail is owed: the real one is sent
+    live.sign_up("twice@example.org")  # within the hour: nothing owed, the same work done
+    live.app.extensions["newsletter"].mailer.pool.shutdown(wait=True)
+    assert composed == ["x"]
+    assert len(list(live.settings.outbox.rglob("*.eml"))) == 1
