@@ -61,9 +61,9 @@ def test_lead_first_then_sections_and_the_long_abstract_cut(
     assert (
         text.index("== LEAD STORY ==") < text.index("Signal 3 in Science") < text.index("== AI ==")
     )
-    # 500 characters by default, cut at a word with "…"; the store keeps all of it
-    assert "word061…" in html and "word062" not in html
-    assert "word061…" in " ".join(text.split()) and "word062" not in text
+    # NEWSLETTER_SUMMARY_LENGTH (560) by default, cut at a word with "…"; the store keeps it all
+    assert "word069…" in html and "word070" not in html
+    assert "word069…" in " ".join(text.split()) and "word070" not in text
     assert week.signals.get(3).summary_text == LONG  # type: ignore[union-attr]
 
 
