@@ -149,3 +149,19 @@ class Dispatch:
     @property
     def signals(self) -> tuple[Signal, ...]:
         return tuple(s for section in self.sections for s in section.signals)
+
+
+#: what a tracked link leads to (engagement): a signal's title, its "Read at" button, a link in
+#: its summary, the archive copy ("view in browser"), or the open pixel (no destination)
+LINK_KINDS = ("title", "read", "summary", "view", "open")
+
+
+@dataclass(frozen=True)
+class TrackedLink:
+    """One link of a dispatch as the email carries it: `/r/<key>` leads to `url`."""
+
+    key: str
+    dispatch_id: int
+    signal_id: int | None
+    kind: str
+    url: str

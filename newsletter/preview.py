@@ -23,8 +23,9 @@ from newsletter.delivery.compose import Composer
 from newsletter.delivery.message import Message
 from newsletter.delivery.senders.base import Sender
 from newsletter.dispatch.build import load_dispatch, no_dispatch
-from newsletter.dispatch.render import frozen_rendering, render_dispatch
+from newsletter.dispatch.render import frozen_rendering
 from newsletter.editorial.drafts import draft_mark, overlay
+from newsletter.engagement.tracking import keep_links, render_tracked
 from newsletter.errors import DispatchError, NewsletterError, SendError
 from newsletter.models import Dispatch, Subscriber
 from newsletter.settings import Settings
@@ -46,7 +47,8 @@ def _composer(store: Store, settings: Settings, week: Week, *, drafts: bool = Fa
     rendered = frozen_rendering(dispatch)
     if rendered is None:
         shown, marks = with_drafts(store, dispatch) if drafts else (dispatch, {})
-        rendered = render_dispatch(shown, settings, draft_marks=marks)
+        rendered = render_tracked(store, settings, shown, draft_marks=marks)
+        keep_links(store, rendered, frozen=False)  # a test message's links lead somewhere
     return Composer(rendered, settings, store.secret_key(settings.secret_key), str(week))
 
 

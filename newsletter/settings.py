@@ -692,6 +692,29 @@ SETTINGS: tuple[Spec, ...] = (
         _int(10, 100_000),
         "connections one `serve` worker keeps open at once (more wait in the listen queue)",
     ),
+    # engagement: click counting (issue 16)
+    Spec(
+        "tracking",
+        "NEWSLETTER_TRACKING",
+        "aggregate",
+        _choice("off", "aggregate", "per-reader"),
+        "click counting: off (links as they are) / aggregate (clicks per link, nothing about"
+        " a reader) / per-reader (also which reader clicked; stated in every footer)",
+    ),
+    Spec(
+        "track_opens",
+        "NEWSLETTER_TRACK_OPENS",
+        "false",
+        _bool,
+        "add an open pixel (opens are inflated by privacy proxies and never counted per reader)",
+    ),
+    Spec(
+        "click_retention_days",
+        "NEWSLETTER_CLICK_RETENTION_DAYS",
+        "90",
+        _int(1, 3650),
+        "days raw click rows are kept before they are folded into per-link counts",
+    ),
 )
 
 #: settings whose text may name the publication: {publication}, or {PUBLICATION} in capitals
@@ -798,6 +821,10 @@ class Settings:
     trusted_proxy: str
     web_channel_timeout: int
     web_connection_limit: int
+    # engagement: click counting (issue 16)
+    tracking: str
+    track_opens: bool
+    click_retention_days: int
 
     @property
     def from_email(self) -> str:

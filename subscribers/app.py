@@ -15,6 +15,7 @@ from newsletter.delivery.senders.base import Sender
 from newsletter.dispatch.render import templates_dir
 from newsletter.settings import Settings
 from newsletter.store import Store
+from subscribers import clicks
 from subscribers.mailer import Mailer
 from subscribers.stores import ThreadStores
 
@@ -65,6 +66,7 @@ def create_app(
     secret = stores.get().secret_key(settings.secret_key)
     mailer = Mailer(settings, stores, make_sender or default_make_sender)
     app.extensions["newsletter"] = Web(settings, stores, mailer, secret)
+    clicks.install(app, settings, stores, secret)  # /r/<token>, ahead of Flask's routing
 
     from subscribers import archive, links, signup, stream, webhooks
 

@@ -32,6 +32,7 @@ from newsletter.dispatch.render import templates_dir
 from newsletter.settings import Settings
 from newsletter.store import Store
 from subscribers.app import MAX_BODY_BYTES, create_app
+from subscribers.clicks import recorder_of, settle_all
 
 #: request line and headers: our URLs, cookies and signatures fit in far less
 MAX_HEADER_BYTES = 32 * 1024
@@ -98,6 +99,7 @@ def serve(
         run_simple(host, port, app, use_reloader=True, extra_files=extra)
         return
     Store.open(settings.db).close()  # migrate once, before any worker opens the file
+    settle_all(settings)  # clicks a stopped server left queued, and old raw rows folded
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.create_server((host, port), family=family, backlog=2048)
     bound = sock.getsockname()[1]
@@ -105,6 +107,7 @@ def serve(
     sys.stdout.flush()
     if workers == 1:
         _worker(settings, sock, threads)
+        settle_all(settings)
         return
     _supervise(settings, sock, workers, threads)
 
@@ -125,6 +128,7 @@ def _worker(settings: Settings, sock: socket.socket, threads: int) -> None:
     finally:
         server.close()
         app.extensions["newsletter"].mailer.shutdown()  # send what was promised
+        recorder_of(app).close()  # write every click counted so far
 
 
 def _supervise(settings: Settings, sock: socket.socket, workers: int, threads: int) -> None:
@@ -153,3 +157,4 @@ def _supervise(settings: Settings, sock: socket.socket, workers: int, threads: i
             process.terminate()
     for process in processes:
         process.join(timeout=10)
+    settle_all(settings)  # every worker has written its clicks: classify the last ones

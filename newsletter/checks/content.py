@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from urllib.parse import urlsplit
 
 from newsletter.checks.htmlscan import Scan, scan_html
@@ -16,9 +17,15 @@ MIN_TEXT = 500  # characters of text under which an image-led email looks like s
 TEXT_PER_IMAGE = 200
 
 
-def check_content(message: Parsed, *, production: bool) -> list[Finding]:
+def check_content(
+    message: Parsed, *, production: bool, resolve: Callable[[str], str | None] | None = None
+) -> list[Finding]:
+    """`resolve`: where a tracked link leads (engagement): its destination is checked too."""
     scan = scan_html(message.html)
-    found = _links(scan, production) + _images(scan) + _balance(scan)
+    hrefs = list(scan.links)
+    if resolve is not None:
+        hrefs += [d for d in map(resolve, scan.links) if d]
+    found = _links(hrefs, production) + _images(scan) + _balance(scan)
     if not message.text.strip():
         found.append(
             error("content", "the plain-text part is empty", "render the text template too")
@@ -35,10 +42,10 @@ def is_placeholder_host(host: str) -> bool:
     )
 
 
-def _links(scan: Scan, production: bool) -> list[Finding]:
+def _links(links: list[str], production: bool) -> list[Finding]:
     found: list[Finding] = []
     placeholders: list[str] = []
-    for href in dict.fromkeys(scan.links):
+    for href in dict.fromkeys(links):
         parts = urlsplit(href)
         scheme = parts.scheme.lower()
         if scheme == "mailto":

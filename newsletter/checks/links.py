@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -92,10 +93,14 @@ def check_links(
     concurrency: int = 8,
     transport: httpx.AsyncBaseTransport | None = None,
     published_on_send: tuple[str, ...] = (),
+    resolve: Callable[[str], str | None] | None = None,
 ) -> list[Finding]:
     """`published_on_send`: URL prefixes of our own pages that appear once the dispatch goes out
-    (its archive copy, its signals' pages): a 404 there now is expected, not broken."""
+    (its archive copy, its signals' pages): a 404 there now is expected, not broken.
+    `resolve`: a tracked link's destination (engagement), fetched instead of our redirect."""
     urls = http_links(message.html)
+    if resolve is not None:
+        urls = list(dict.fromkeys(resolve(u) or u for u in urls))
     results = asyncio.run(
         fetch_links(urls, timeout=timeout, concurrency=concurrency, transport=transport)
     )

@@ -18,6 +18,7 @@ from newsletter.checks.render import check_render, find_chromium
 from newsletter.checks.report import CHECKS, Finding, Report, warning
 from newsletter.checks.size import check_size
 from newsletter.checks.spam import check_spam, find_spamassassin
+from newsletter.engagement.tracking import destinations
 from newsletter.errors import NewsletterError
 from newsletter.preview import sample_message
 from newsletter.settings import Settings
@@ -68,8 +69,10 @@ def check_message(
     screenshots: Path | None = None,
     skip: Collection[str] = (),
     progress: Callable[[str], None] = lambda _: None,
+    resolve: Callable[[str], str | None] | None = None,
 ) -> Report:
-    """Run every check on one built message (RFC 5322 bytes), except those in `skip`."""
+    """Run every check on one built message (RFC 5322 bytes), except those in `skip`;
+    `resolve` names where its tracked links lead (`engagement.tracking.destinations`)."""
     tools = tools or Tools.find()
     message = Parsed.from_bytes(raw)
     production = is_production(settings)
@@ -84,7 +87,7 @@ def check_message(
     if "lint" not in skip:
         report.extend(check_lint(message, production=production))
     if "content" not in skip:
-        report.extend(check_content(message, production=production))
+        report.extend(check_content(message, production=production, resolve=resolve))
         report.extend(check_public_url(settings))
     if "auth" not in skip:
         report.extend(
@@ -102,6 +105,7 @@ def check_message(
                 timeout=link_timeout,
                 concurrency=settings.concurrency,
                 published_on_send=own,
+                resolve=resolve,
             )
         )
     if "render" not in skip:
@@ -123,10 +127,11 @@ def run_checks(
     progress: Callable[[str], None] = lambda _: None,
 ) -> Report:
     """Build the week's message for a sample reader and check it; `report.ok` gates sending."""
-    raw = sample_message(store, settings, week).as_bytes()
+    raw = sample_message(store, settings, week).as_bytes()  # tracked, as readers get it
     return check_message(
         raw,
         settings,
+        resolve=destinations(store),
         tools=tools,
         links=links,
         link_timeout=link_timeout,

@@ -58,6 +58,7 @@ def check(
     """
 
     from newsletter.checks import check_message, sample_message
+    from newsletter.engagement.tracking import destinations
 
     def progress(step: str) -> None:
         click.echo(f"... {step}", err=True)
@@ -74,6 +75,7 @@ def check(
         screenshots=screenshots,
         skip=skip,
         progress=progress,
+        resolve=destinations(app.store),
     )
     click.echo(report.to_json() if as_json else report.to_text())
     if not report.ok:

@@ -14,6 +14,7 @@ from markupsafe import escape
 from newsletter.delivery.headers import display_name, header_text
 from newsletter.delivery.message import Message, MimeTemplate, Prebuilt, new_message_id
 from newsletter.dispatch.render import Rendered
+from newsletter.engagement.links import reader_part
 from newsletter.models import Subscriber
 from newsletter.settings import Settings
 from newsletter.tokens import unsubscribe_token
@@ -88,6 +89,8 @@ class Composer:
     def compose(self, subscriber: Subscriber, *, subject_prefix: str = "") -> Message:
         url = self.unsubscribe_url(subscriber)
         values = reader_values(self.settings, subscriber, url)
+        if self.rendered.per_reader_links:  # the reader's part of every tracked link
+            values["click"] = reader_part(self.secret, self.rendered.dispatch_id, subscriber.id)
         html_values = {k: str(escape(v)) for k, v in values.items()}
         html = self.rendered.html.fill(html_values)
         text = self.rendered.text.fill(values)

@@ -22,7 +22,8 @@ from newsletter.delivery.compose import Composer
 from newsletter.delivery.message import Message
 from newsletter.delivery.senders.base import Sender, SenderUnavailable, SendResult, UnknownOutcome
 from newsletter.dispatch.build import load_dispatch, no_dispatch
-from newsletter.dispatch.render import Rendered, frozen_rendering, render_dispatch
+from newsletter.dispatch.render import Rendered, frozen_rendering
+from newsletter.engagement.tracking import keep_links, render_tracked
 from newsletter.errors import DispatchError, PermanentSendError, SendError, TemporarySendError
 from newsletter.models import Dispatch, Subscriber
 from newsletter.settings import Settings
@@ -175,10 +176,12 @@ def _rendering(store: Store, settings: Settings, dispatch: Dispatch) -> Rendered
     frozen = frozen_rendering(dispatch)
     if frozen is not None:
         return frozen
-    rendered = render_dispatch(dispatch, settings)
-    store.dispatches.freeze(
-        dispatch.id, rendered.compiled_html, rendered.compiled_text, rendered.nonce
-    )
+    rendered = render_tracked(store, settings, dispatch)
+    with store.transaction():  # the frozen copy and the links it carries, together
+        store.dispatches.freeze(
+            dispatch.id, rendered.compiled_html, rendered.compiled_text, rendered.nonce
+        )
+        keep_links(store, rendered, frozen=True)
     reloaded = load_dispatch(store, settings, Week.parse(dispatch.week))
     assert reloaded is not None
     return frozen_rendering(reloaded) or rendered  # a concurrent freeze wins: one copy for all
@@ -254,7 +257,7 @@ def _dry_run(
 ) -> DeliveryReport:
     """Build every message a real run would send (and sign none of them); send nothing."""
     started = time.perf_counter()
-    rendered = frozen_rendering(dispatch) or render_dispatch(dispatch, settings)
+    rendered = frozen_rendering(dispatch) or render_tracked(store, settings, dispatch)
     composer = Composer(rendered, settings, store.secret_key(settings.secret_key), dispatch.week)
     for subscriber in store.subscribers.iter_active():
         if limit is not None and report.sent >= limit:

@@ -12,7 +12,7 @@ import textwrap
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import jinja2
 import mjml
@@ -21,11 +21,20 @@ from markupsafe import Markup
 
 from newsletter.dispatch import card as cards
 from newsletter.errors import NewsletterError
-from newsletter.models import Dispatch, Signal
+from newsletter.models import Dispatch, Signal, TrackedLink
 from newsletter.settings import Settings
 
-#: filled per message (delivery.compose.reader_values) or for the web archive (archive_values)
-SLOTS = ("unsubscribe_url", "unsubscribe_label", "greeting", "email", "reason", "reason_text")
+#: filled per message (delivery.compose.reader_values) or for the web archive (archive_values);
+#: `click` follows each tracked link in per-reader mode (engagement.links.reader_part)
+SLOTS = (
+    "unsubscribe_url",
+    "unsubscribe_label",
+    "greeting",
+    "email",
+    "reason",
+    "reason_text",
+    "click",
+)
 TEXT_WIDTH = 76
 
 
@@ -74,6 +83,62 @@ def links(fragment: str) -> list[str]:
     return list(dict.fromkeys(h for h in found if h.startswith(("https://", "http://"))))
 
 
+class LinkTracker(Protocol):
+    """Rewrites the email's content links to counted ones (`newsletter.engagement.links`)."""
+
+    mode: str
+    per_reader: bool
+
+    @property
+    def links(self) -> tuple[TrackedLink, ...]: ...
+
+    def __call__(self, url: str, signal_id: int | None, kind: str) -> str: ...
+
+    def pixel(self) -> str | None: ...
+
+
+#: what the footer says about links, by NEWSLETTER_TRACKING (off: nothing to say)
+TRACKING_NOTES = {
+    "aggregate": "Clicks on the links in this email are counted per link, never per reader.",
+    "per-reader": "This email records which of its links you follow (per-reader click tracking).",
+}
+
+
+def _tracking(tracker: LinkTracker | None, click: str) -> dict[str, Any]:
+    """What the templates use to write links: `track(url, signal_id, kind)`, `track_html`
+    for the links inside a summary, the open pixel and the mode the footer states."""
+    if tracker is None:
+        return {
+            "track": lambda url, signal_id, kind: url,
+            "track_html": lambda fragment, signal_id: fragment,
+            "pixel": None,
+            "tracking": "off",
+        }
+    suffix = click if tracker.per_reader else ""
+
+    def track(url: str, signal_id: int | None, kind: str) -> str:
+        tracked = tracker(url, signal_id, kind)
+        return tracked + suffix if tracked != url else url
+
+    def track_html(fragment: Markup, signal_id: int | None) -> Markup:
+        def rewrite(match: re.Match[str]) -> str:
+            url = html.unescape(match[2])
+            return match[1] + html.escape(track(url, signal_id, "summary")) + match[3]
+
+        # sanitised HTML (signals.sanitise): double-quoted hrefs, made absolute
+        return Markup(_HREF_ATTR.sub(rewrite, str(fragment)))  # noqa: S704
+
+    return {
+        "track": track,
+        "track_html": track_html,
+        "pixel": tracker.pixel(),
+        "tracking": tracker.mode,
+    }
+
+
+_HREF_ATTR = re.compile(r'(<a\s[^>]*?href=")([^"]+)(")')
+
+
 def markdown_html(text: str | None) -> Markup:
     """The editor's note as safe HTML (raw HTML in it is shown as text)."""
     return Markup(_MARKDOWN.render(text or "").strip())  # noqa: S704 - html=False escapes it
@@ -111,6 +176,7 @@ def archive_values(settings: Settings) -> dict[str, str]:
         "email": "",
         "reason": reason,
         "reason_text": wrap(reason),
+        "click": "",
     }
 
 
@@ -145,6 +211,14 @@ class Rendered:
     compiled_html: str
     compiled_text: str
     nonce: str
+    dispatch_id: int = 0
+    #: the tracked links of a new rendering (stored when it is frozen); () for a frozen copy
+    links: tuple[TrackedLink, ...] = ()
+
+    @property
+    def per_reader_links(self) -> bool:
+        """Its links carry each reader's part (per-reader mode when it was rendered)."""
+        return "click" in self.html.slots
 
     def personalise(self, values: dict[str, str]) -> tuple[str, str]:
         """HTML and text for one reader; HTML values are escaped, text values are not."""
@@ -188,12 +262,16 @@ def render_dispatch(
     env: jinja2.Environment | None = None,
     *,
     draft_marks: Mapping[int, str] | None = None,
+    tracker: LinkTracker | None = None,
 ) -> Rendered:
-    """`draft_marks` flags cards that show an unaccepted draft: the editor's preview only."""
+    """`draft_marks` flags cards that show an unaccepted draft: the editor's preview only.
+    `tracker` rewrites the content links to counted ones (None: the links as they are)."""
     env = env or make_environment()
     nonce = secrets.token_hex(6)
     markers = {slot: f"@@{nonce}-{slot}@@" for slot in SLOTS}
     context: dict[str, Any] = {
+        **_tracking(tracker, markers["click"]),
+        "tracking_notes": TRACKING_NOTES,
         "dispatch": dispatch,
         "settings": settings,
         "view_url": view_url(settings, dispatch),
@@ -217,6 +295,8 @@ def render_dispatch(
         compiled_html=result,
         compiled_text=text,
         nonce=nonce,
+        dispatch_id=dispatch.id,
+        links=tracker.links if tracker else (),
     )
 
 
@@ -232,4 +312,5 @@ def frozen_rendering(dispatch: Dispatch) -> Rendered | None:
         compiled_html=dispatch.html,
         compiled_text=dispatch.text,
         nonce=dispatch.slot_nonce or "",
+        dispatch_id=dispatch.id,
     )

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, cast
 
 from newsletter.errors import StoreError
 from newsletter.private_files import make_dirs, open_file, tighten
+from newsletter.store.clicks import Clicks
 from newsletter.store.deliveries import Deliveries
 from newsletter.store.dispatches import Dispatches
 from newsletter.store.drafts import Drafts, RankerModels
@@ -49,6 +50,7 @@ class Store:
         self.rankers = RankerModels(db)
         self.receipts = Receipts(db)
         self.stream = Stream(db)
+        self.clicks = Clicks(db)
 
     @classmethod
     def open(cls, path: str | Path, *, migrate: bool = True) -> Store:

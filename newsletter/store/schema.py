@@ -519,3 +519,57 @@ def m009_editorial(db: Database) -> None:
         )
         """,
     )
+
+
+@MIGRATIONS(name="m011_engagement")
+def m011_engagement(db: Database) -> None:
+    # Click counting. `tracked_links`: every link a dispatch's email carries as `/r/<key>`,
+    # stored when the dispatch is frozen (frozen = 1; rows made for a test message or a preview
+    # before that redirect but count nothing, and go at the freeze). `click_queue`: hits waiting
+    # (seconds) to be told human or automated; `visitor` is a keyed hash of the client (or the
+    # reader in per-reader mode) and is dropped with the row. `clicks`: the raw rows, the hour
+    # only, a reader only in per-reader mode; folded into `click_totals` after the retention
+    # period (and on erasure), then deleted.
+    _run(
+        db,
+        """
+        CREATE TABLE tracked_links (
+            key TEXT PRIMARY KEY,
+            dispatch_id INTEGER NOT NULL REFERENCES dispatches(id) ON DELETE CASCADE,
+            signal_id INTEGER REFERENCES signals(id) ON DELETE SET NULL,
+            kind TEXT NOT NULL CHECK (kind IN ('title', 'read', 'summary', 'view', 'open')),
+            url TEXT NOT NULL,
+            frozen INTEGER NOT NULL DEFAULT 0,
+            created_at TEXT NOT NULL
+        );
+        CREATE INDEX tracked_links_dispatch ON tracked_links(dispatch_id, frozen);
+        CREATE TABLE click_queue (
+            id INTEGER PRIMARY KEY,
+            link_key TEXT NOT NULL REFERENCES tracked_links(key) ON DELETE CASCADE,
+            at REAL NOT NULL,
+            visitor TEXT NOT NULL,
+            browser INTEGER NOT NULL,
+            reason TEXT,
+            burst INTEGER NOT NULL DEFAULT 0,
+            subscriber_id INTEGER REFERENCES subscribers(id) ON DELETE SET NULL
+        );
+        CREATE INDEX click_queue_at ON click_queue(at);
+        CREATE INDEX click_queue_visitor ON click_queue(visitor, at);
+        CREATE TABLE clicks (
+            id INTEGER PRIMARY KEY,
+            link_key TEXT NOT NULL REFERENCES tracked_links(key) ON DELETE CASCADE,
+            hour INTEGER NOT NULL,
+            human INTEGER NOT NULL CHECK (human IN (0, 1)),
+            reason TEXT CHECK (reason IN ('head', 'agent', 'burst')),
+            subscriber_id INTEGER REFERENCES subscribers(id) ON DELETE SET NULL
+        );
+        CREATE INDEX clicks_link ON clicks(link_key, human);
+        CREATE INDEX clicks_hour ON clicks(hour);
+        CREATE INDEX clicks_subscriber ON clicks(subscriber_id) WHERE subscriber_id IS NOT NULL;
+        CREATE TABLE click_totals (
+            link_key TEXT PRIMARY KEY REFERENCES tracked_links(key) ON DELETE CASCADE,
+            human INTEGER NOT NULL DEFAULT 0,
+            automated INTEGER NOT NULL DEFAULT 0
+        )
+        """,
+    )
