@@ -17,6 +17,7 @@ from pathlib import Path
 from newsletter.delivery.deliver import DeliveryReport, ProgressCallback, send_dispatch
 from newsletter.delivery.senders.base import Sender
 from newsletter.dispatch.build import approve, build_dispatch, current_week, load_dispatch
+from newsletter.engagement.recorder import maintain
 from newsletter.settings import Settings
 from newsletter.signals.collect import CollectReport, collect
 from newsletter.site.build import publish_after_send
@@ -55,6 +56,7 @@ def run_weekly(
     the send and stops it by raising."""
     week = week or current_week(settings, now)
     report = WeeklyReport(str(week))
+    maintain(store, settings)  # engagement: classify queued clicks, fold raw rows past retention
     row = store.dispatches.get(str(week))
     if row is not None and row["status"] == "sent":
         report.outcome = "already-sent"

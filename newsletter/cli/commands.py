@@ -65,6 +65,10 @@ COMMANDS: Registry = {
         "newsletter.cli.collect:sources",
         "The feeds to collect: add, list, enable, disable, remove, or load from a file.",
     ),
+    "stats": (
+        "newsletter.cli.stats:stats",
+        "Deliveries, unsubscribes, complaints and clicks per signal and link for a sent dispatch.",
+    ),
     "subscribers": ("newsletter.cli.subscribers:subscribers", "The people the dispatch goes to."),
     "weekly": (
         "newsletter.cli.send:weekly",

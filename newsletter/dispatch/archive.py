@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import format_datetime
 from pathlib import Path
+from typing import Any
 
 import jinja2
 from markupsafe import escape
@@ -80,10 +81,31 @@ def archived_issues(store: Store, settings: Settings) -> list[Issue]:
         if dispatch is None or rendered is None:
             continue
         when = datetime.fromisoformat(row["sent_at"] or row["updated_at"])
-        page = with_archive_bar(rendered.html.fill(values), settings)
+        links = {row["key"]: row for row in store.clicks.links(dispatch.id)}
+        page = with_archive_bar(untracked(rendered.html.fill(values), links), settings)
         issues.append(Issue(dispatch, when.astimezone(UTC), page))
     issues.sort(key=lambda issue: (issue.dispatch.issue_number, issue.dispatch.week), reverse=True)
     return issues
+
+
+#: a link the email counts (engagement): `.../r/<key>`, in per-reader mode `.<reader>` after it
+_TRACKED = re.compile(r'href="[^"]*/r/([A-Za-z0-9_-]{12})(?:\.[A-Za-z0-9_-]{16})?"')
+_PIXEL = re.compile(r'<img\b[^>]*\bsrc="[^"]*/r/([A-Za-z0-9_-]{12})"[^>]*>')
+
+
+def untracked(page: str, links: dict[str, dict[str, Any]]) -> str:
+    """The archive copy with the email's counted links back to where they lead and no open
+    pixel: a visit to the web copy is nobody's click (`links`: the dispatch's stored links)."""
+
+    def link(match: re.Match[str]) -> str:
+        row = links.get(match[1])
+        return f'href="{html.escape(row["url"])}"' if row else match[0]
+
+    def pixel(match: re.Match[str]) -> str:
+        row = links.get(match[1])
+        return "" if row and row["kind"] == "open" else match[0]
+
+    return _TRACKED.sub(link, _PIXEL.sub(pixel, page))
 
 
 _BODY = re.compile(r"<body\b[^>]*>", re.IGNORECASE)

@@ -356,6 +356,7 @@ def erase(store: Store, email: str, *, actor: str = "cli") -> None:
     """Delete everything about a person, keeping a hash so no import brings them back."""
     with store.subscribers.writing():
         row = find(store, email)
+        store.clicks.forget_reader(row["id"])  # per-reader clicks: counts stay, the reader goes
         store.subscribers.erase(row["id"], row["email"], actor=actor)
 
 
