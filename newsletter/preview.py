@@ -166,6 +166,7 @@ _PAGE = """<!doctype html>
  figure {{ margin: 0; }} figcaption {{ margin: 0 0 6px; color: #1d2430; }}
  iframe {{ border: 1px solid #aab3bf; background: #fff; height: 85vh; }}
  #phone {{ width: 375px; }} #desktop {{ width: 800px; }} #text, #checks {{ width: 620px; }}
+ #stats {{ width: 960px; }}
 </style></head>
 <body><header>{title} · reloads when a template, signal or setting changes ·
 <span id="state">live</span></header>
@@ -176,6 +177,7 @@ _PAGE = """<!doctype html>
 </figure>
 <figure><figcaption>Plain text</figcaption><iframe id="text" src="/email.txt"></iframe></figure>
 {panel}
+{stats}
 </main>
 <script>
 let version = {version};
@@ -202,6 +204,10 @@ _PANEL = (
     '<figure><figcaption>Pre-flight checks</figcaption><iframe id="checks" src="/checks">'
     "</iframe></figure>"
 )
+_STATS = (
+    "<figure><figcaption>Last dispatch: what readers followed</figcaption>"
+    '<iframe id="stats" src="/stats"></iframe></figure>'
+)
 
 
 class PreviewServer(HTTPServer):
@@ -213,11 +219,13 @@ class PreviewServer(HTTPServer):
         render: Render,
         title: str,
         panel: Callable[[], str] | None = None,
+        stats: Callable[[], str] | None = None,
     ) -> None:
         super().__init__(address, _Handler)
         self.render = render
         self.title = title
         self.panel = panel
+        self.stats = stats
         self.current = snapshot(render)
 
     @property
@@ -245,6 +253,7 @@ class _Handler(BaseHTTPRequestHandler):
                 title=html_lib.escape(server.title),
                 version=json.dumps(server.current.version),
                 panel=_PANEL if server.panel else "",
+                stats=_STATS if server.stats else "",
             )
             self._send(200, "text/html; charset=utf-8", page.encode("utf-8"))
         elif path == "/email.html":
@@ -253,6 +262,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(200, "text/plain; charset=utf-8", server.current.text.encode("utf-8"))
         elif path == "/checks" and server.panel is not None:
             self._send(200, "text/html; charset=utf-8", server.panel().encode("utf-8"))
+        elif path == "/stats" and server.stats is not None:
+            self._send(200, "text/html; charset=utf-8", server.stats().encode("utf-8"))
         else:
             self._send(404, "text/plain", b"not found")
 
@@ -275,10 +286,12 @@ def make_preview_server(
     host: str = "127.0.0.1",
     port: int = 8025,
     panel: Callable[[], str] | None = None,
+    stats: Callable[[], str] | None = None,
 ) -> PreviewServer:
     """Bound to loopback only; port 0 picks a free one. `panel` adds a page beside the views
-    (the pre-flight checks report), fetched when the page loads or reloads."""
+    (the pre-flight checks report), `stats` another (the last dispatch's figures), each fetched
+    when the page loads or reloads."""
     try:
-        return PreviewServer((host, port), render, title, panel)
+        return PreviewServer((host, port), render, title, panel, stats)
     except OSError as exc:
         raise NewsletterError(f"--port: cannot listen on {host}:{port} ({exc.strerror})") from None

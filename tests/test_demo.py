@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import email
+import re
 from email import policy
 from pathlib import Path
+
+from newsletter.engagement.tracking import destinations
+from newsletter.store import Store
 
 
 def test_demo_writes_one_valid_message_per_sample_subscriber(run, tmp_path: Path) -> None:
     result = run("demo")
+    store = Store.open(tmp_path / "newsletter.db")
+    destination = destinations(store)
     assert result.exit_code == 0, result.output
     assert "preview:" in result.output and "outbox:" in result.output
     outbox = tmp_path / "outbox" / "2026-W24"
@@ -31,12 +37,15 @@ def test_demo_writes_one_valid_message_per_sample_subscriber(run, tmp_path: Path
         assert "Post-training is (Massive) Supervised Learning" in html
         assert "Editorial confidence: 90 / 100" in text
         assert "Unsubscribe" in html
-        assert "http://localhost:8000/archive/2026-W24/" in html
+        view = re.search(r'href="([^"]+)"[^>]*>View in browser', html)
+        assert view and view.group(1).startswith("http://localhost:8000/r/")  # a counted link
+        assert destination(view.group(1)) == "http://localhost:8000/archive/2026-W24/"
     # "View in browser" points at the archive page the demo just published
     page = tmp_path / "archive" / "2026-W24" / "index.html"
     assert "Post-training is (Massive) Supervised Learning" in page.read_text()
     assert "ada@example.org" not in page.read_text()
     assert (tmp_path / "newsletter.db").is_file()
+    store.close()
 
 
 def test_demo_twice_sends_nobody_a_second_copy(run, tmp_path: Path) -> None:

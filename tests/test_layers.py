@@ -17,6 +17,7 @@ LAYERS: list[set[str]] = [
     {"editorial"},
     {"dispatch"},
     {"site"},
+    {"engagement"},
     {"delivery"},
     {"readers"},
     {"preview", "weekly", "demo"},

@@ -417,10 +417,13 @@ def test_the_email_links_each_public_signal_to_its_page(public: Store, settings:
     hidden = public.signals.get(_id(public, UNANNOTATED))
     assert seed is not None and hidden is not None
     page = f"{settings.public_url}/signals/{seed.slug}/"
-    assert f'<a href="{page}"' in dispatch.html  # the title
-    assert 'href="https://arxiv.org/abs/2606.07527"' in dispatch.html  # "Read at arXiv cs.LG"
-    assert f"/signals/{hidden.slug}/" not in dispatch.html  # no page: its title goes to the source
-    assert dispatch.text is not None and f"  {page}" in dispatch.text.splitlines()
+    # the email's links are counted ones (engagement): where each leads is stored
+    led_to = {row["url"]: row["key"] for row in public.clicks.links(dispatch.id)}
+    assert f'<a href="{settings.public_url}/r/{led_to[page]}"' in dispatch.html  # the title
+    assert "https://arxiv.org/abs/2606.07527" in led_to  # "Read at arXiv cs.LG"
+    assert not any(f"/signals/{hidden.slug}/" in url for url in led_to)  # no page: the source
+    tracked_page = f"  {settings.public_url}/r/{led_to[page]}"
+    assert dispatch.text is not None and tracked_page in dispatch.text.splitlines()
     assert isinstance(Site(public, settings).signal_page(str(seed.slug)), Page)
 
 

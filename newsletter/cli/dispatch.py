@@ -250,12 +250,14 @@ def _serve(app: App, week: Week, port: int, open_: bool, drafts: bool) -> None:
         return fresh.replace(db=app.settings.db)
 
     from newsletter.checks.panel import checks_page
+    from newsletter.engagement.chart import previous_page
 
     server = make_preview_server(
         live_renderer(app.store, settings, week, drafts=drafts),
         title=f"{app.settings.name} · {week}",
         port=port,
         panel=lambda: checks_page(app.store, settings(), week),
+        stats=lambda: previous_page(app.store, settings(), week),
     )
     click.echo(f"preview: {server.url}  (Ctrl-C stops)", err=True)
     if open_:

@@ -4,11 +4,22 @@ JavaScript. pygal is imported here only, by `stats --html` and the preview's pan
 
 from __future__ import annotations
 
+import html
 from typing import Any
 
 from newsletter.dispatch.render import make_environment
-from newsletter.engagement.stats import OPENS_LABEL, TRACKING_WORDS, DispatchFigures
+from newsletter.engagement.recorder import maintain
+from newsletter.engagement.stats import (
+    OPENS_LABEL,
+    TRACKING_WORDS,
+    DispatchFigures,
+    figures,
+    latest_week,
+)
+from newsletter.errors import NewsletterError
 from newsletter.settings import Settings
+from newsletter.store import Store
+from newsletter.weeks import Week
 
 SVG = "http://www.w3.org/2000/svg"
 HUMAN_COLOUR = "#1f4e79"
@@ -76,4 +87,25 @@ def stats_page(figures: DispatchFigures, settings: Settings) -> str:
         chart=chart_svg(figures, settings) if figures.tracking != "off" else "",
         tracking=TRACKING_WORDS[figures.tracking],
         opens_label=OPENS_LABEL,
+    )
+
+
+def previous_page(store: Store, settings: Settings, week: Week) -> str:
+    """The figures of the newest dispatch sent before `week`: the preview's panel beside the
+    draft, so the editor sees what readers followed last time."""
+    earlier = latest_week(store, before=str(week))
+    if earlier is None:
+        return _note("No dispatch has gone out before this one: nothing to show yet.")
+    try:
+        maintain(store, settings)
+        return stats_page(figures(store, settings, Week.parse(earlier)), settings)
+    except NewsletterError as exc:
+        return _note(f"The figures cannot be shown: {exc}")
+
+
+def _note(text: str) -> str:
+    return (
+        '<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Engagement</title>'
+        f'</head><body style="margin:8px;font:14px sans-serif"><p>{html.escape(text)}</p>'
+        "</body></html>"
     )
