@@ -52,6 +52,7 @@ HEAVY = (
     "playwright",
     "numpy",
     "pandas",
+    "pygal",
     "newsletter.checks.preflight",
     "newsletter.delivery",
     "newsletter.dispatch.render",
@@ -120,12 +121,19 @@ def test_help_lists_every_command_without_importing_any(tmp_path: Path) -> None:
         ("preview", "--help"),
         ("dispatch", "build", "--help"),
         ("serve", "--help"),
+        ("stats", "--help"),
     ],
 )
 def test_a_command_loads_only_what_it_uses(tmp_path: Path, args: tuple[str, ...]) -> None:
     loaded_by(tmp_path, "init")  # an existing, up-to-date database: no migration runs
     modules = loaded_by(tmp_path, *args, code=1 if args[0] == "deliveries" else 0)
     assert heavy(modules) == []
+
+
+def test_stats_loads_the_plotting_library_only_for_its_chart(tmp_path: Path) -> None:
+    loaded_by(tmp_path, "demo")
+    assert "pygal" not in loaded_by(tmp_path, "stats", "--json")
+    assert "pygal" in loaded_by(tmp_path, "stats", "--html", str(tmp_path / "stats.html"))
 
 
 def test_an_env_file_loads_dotenv_only_then(tmp_path: Path) -> None:

@@ -14,6 +14,7 @@ import pytest
 
 from newsletter.demo import load_sample
 from newsletter.dispatch.build import build_dispatch
+from newsletter.engagement.chart import previous_page
 from newsletter.errors import NewsletterError
 from newsletter.preview import PreviewServer, live_renderer, make_preview_server
 from newsletter.settings import Settings
@@ -87,8 +88,8 @@ def test_cli_without_a_dispatch(run) -> None:
 def serve() -> Iterator:
     servers: list[PreviewServer] = []
 
-    def start(render, panel=None) -> tuple[PreviewServer, httpx.Client]:
-        server = make_preview_server(render, title="Test", port=0, panel=panel)
+    def start(render, panel=None, stats=None) -> tuple[PreviewServer, httpx.Client]:
+        server = make_preview_server(render, title="Test", port=0, panel=panel, stats=stats)
         servers.append(server)
         threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}).start()
         return server, httpx.Client(base_url=server.url, timeout=5)
@@ -131,6 +132,20 @@ def test_live_server_shows_a_panel_beside_the_views(serve) -> None:
     _, client = serve(lambda: ("<p>x</p>", "x"), panel=lambda: "<p>3 checks passed</p>")
     assert 'id="checks" src="/checks"' in client.get("/").text
     assert client.get("/checks").text == "<p>3 checks passed</p>"
+
+
+def test_live_server_shows_last_weeks_figures_beside_the_draft(
+    serve, run, store: Store, settings: Settings
+) -> None:
+    assert "nothing to show yet" in previous_page(store, settings, Week(2026, 25))
+    assert run("demo").exit_code == 0  # 2026-W24 goes out; the editor drafts the next week
+    _, client = serve(
+        lambda: ("<p>x</p>", "x"), stats=lambda: previous_page(store, settings, Week(2026, 25))
+    )
+    assert 'id="stats" src="/stats"' in client.get("/").text
+    figures = client.get("/stats").text
+    assert "Issue 1 · 2026-W24" in figures and "Human clicks" in figures and "<svg" in figures
+    assert "<script" not in figures
 
 
 def test_live_server_refuses_other_host_names(serve) -> None:
