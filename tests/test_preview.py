@@ -139,9 +139,15 @@ def test_live_server_shows_last_weeks_figures_beside_the_draft(
 ) -> None:
     assert "nothing to show yet" in previous_page(store, settings, Week(2026, 25))
     assert run("demo").exit_code == 0  # 2026-W24 goes out; the editor drafts the next week
-    _, client = serve(
-        lambda: ("<p>x</p>", "x"), stats=lambda: previous_page(store, settings, Week(2026, 25))
-    )
+
+    def figures_page() -> str:  # the server's own thread: its own connection
+        opened = Store.open(settings.db)
+        try:
+            return previous_page(opened, settings, Week(2026, 25))
+        finally:
+            opened.close()
+
+    _, client = serve(lambda: ("<p>x</p>", "x"), stats=figures_page)
     assert 'id="stats" src="/stats"' in client.get("/").text
     figures = client.get("/stats").text
     assert "Issue 1 · 2026-W24" in figures and "Human clicks" in figures and "<svg" in figures
