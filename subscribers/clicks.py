@@ -11,13 +11,15 @@ that every reader's every click hits, and link scanners in bursts. Anything it d
 
 from __future__ import annotations
 
+import logging
 import secrets
+import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
 from flask import Flask
 
-from newsletter.engagement.recorder import Recorder, maintain
+from newsletter.engagement.recorder import SETTLE_EVERY, Recorder, maintain, settle
 from newsletter.engagement.redirect import PIXEL, Redirects
 from newsletter.settings import Settings
 from newsletter.store import Store
@@ -28,6 +30,11 @@ from subscribers.stores import ThreadStores
 #: stops, no hash left in the queue by a crash can be tied to an address again.
 SALT = secrets.token_bytes(32)
 EXTENSION = "newsletter.clicks"
+#: set by `serve`'s parent process before it forks workers: it classifies the queued hits
+#: itself, so the workers answering requests only write theirs (no classification work there)
+_PARENT_SETTLES = False
+
+log = logging.getLogger(__name__)
 _HEADERS = [
     ("Cache-Control", "no-store"),  # every click must reach us to be counted
     ("Referrer-Policy", "no-referrer"),
@@ -70,7 +77,7 @@ class ClickRoute:
 
 def install(app: Flask, settings: Settings, stores: ThreadStores, secret: str) -> Recorder:
     """Put `/r/` in front of the app; returns the worker's recorder (closed on shutdown)."""
-    recorder = Recorder(stores.get)
+    recorder = Recorder(stores.get, settles=not _PARENT_SETTLES)
     redirects = Redirects(settings, secret, SALT, stores.get, recorder)
     app.wsgi_app = ClickRoute(app.wsgi_app, redirects)  # type: ignore[method-assign]
     app.extensions[EXTENSION] = recorder
@@ -90,3 +97,31 @@ def settle_all(settings: Settings) -> None:
         maintain(store, settings, everything=True)
     finally:
         store.close()
+
+
+class Settler:
+    """The serve parent's part: classify the workers' queued hits once a second."""
+
+    def __init__(self, settings: Settings) -> None:
+        global _PARENT_SETTLES
+        _PARENT_SETTLES = True  # the workers forked from now on leave it to this process
+        self.settings = settings
+        self._store: Store | None = None
+        self._last = time.monotonic()
+
+    def tick(self) -> None:
+        if time.monotonic() - self._last < SETTLE_EVERY:
+            return
+        self._last = time.monotonic()
+        try:
+            if self._store is None:
+                self._store = Store.open(self.settings.db, migrate=False)
+            settle(self._store)
+        except Exception:  # the hits stay queued: the next tick (or the stop) classifies them
+            log.exception("queued clicks not classified yet")
+
+    def close(self) -> None:
+        if self._store is not None:
+            self._store.close()
+            self._store = None
+        settle_all(self.settings)  # every worker has written its clicks: classify the last

@@ -32,7 +32,7 @@ from newsletter.dispatch.render import templates_dir
 from newsletter.settings import Settings
 from newsletter.store import Store
 from subscribers.app import MAX_BODY_BYTES, create_app
-from subscribers.clicks import recorder_of, settle_all
+from subscribers.clicks import Settler, recorder_of, settle_all
 
 #: request line and headers: our URLs, cookies and signatures fit in far less
 MAX_HEADER_BYTES = 32 * 1024
@@ -146,15 +146,17 @@ def _supervise(settings: Settings, sock: socket.socket, workers: int, threads: i
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    settler = Settler(settings)  # before the fork: the workers leave classifying clicks to us
     processes = [start() for _ in range(workers)]
     while not stopping:
         for i, process in enumerate(processes):
             process.join(timeout=0.2)
             if not process.is_alive() and not stopping:
                 processes[i] = start()  # a crashed worker is replaced
+        settler.tick()
     for process in processes:
         if process.is_alive() and process.pid:
             process.terminate()
     for process in processes:
         process.join(timeout=10)
-    settle_all(settings)  # every worker has written its clicks: classify the last ones
+    settler.close()  # every worker has written its clicks: classify the last ones

@@ -63,8 +63,15 @@ def maintain(store: Store, settings: Settings, *, everything: bool = False) -> t
 class Recorder:
     """One process's hits on their way to the database (see the module docstring)."""
 
-    def __init__(self, store: Callable[[], Store], *, flush_seconds: float = FLUSH_SECONDS) -> None:
+    def __init__(
+        self,
+        store: Callable[[], Store],
+        *,
+        flush_seconds: float = FLUSH_SECONDS,
+        settles: bool = True,
+    ) -> None:
         self._store = store  # the calling thread's connection (subscribers.stores.ThreadStores)
+        self._settles = settles  # False: another process classifies (serve's parent)
         self._hits: deque[Hit] = deque()
         self._flush_seconds = flush_seconds
         self._stop = threading.Event()
@@ -89,7 +96,7 @@ class Recorder:
         while not self._stop.wait(self._flush_seconds):
             try:
                 self.flush()
-                if time.monotonic() - self._settled >= SETTLE_EVERY:
+                if self._settles and time.monotonic() - self._settled >= SETTLE_EVERY:
                     self._settled = time.monotonic()
                     settle(self._store())
             except Exception:  # keep counting: the hits stay queued for the next round
