@@ -18,6 +18,7 @@ from newsletter.checks.size import CLIP_BYTES, WARN_BYTES
 from newsletter.checks.spam import spam_score
 from newsletter.delivery.compose import Composer
 from newsletter.delivery.deliver import send_dispatch
+from newsletter.delivery.message import Message
 from newsletter.delivery.senders import MemorySender
 from newsletter.demo import SAMPLE_WEEK, load_sample
 from newsletter.dispatch.archive import archived_issues
@@ -231,14 +232,19 @@ def test_the_chart_is_valid_svg_with_no_script_and_escaped_titles(
     assert "&lt;/svg&gt;&lt;script&gt;" in page
 
 
-def test_off_leaves_every_url_untouched(store: Store, settings: Settings) -> None:
+def _send_one(store: Store, settings: Settings) -> list[Message]:
+    """The sample week sent to one reader with these settings: the message it got."""
     load_sample(store, now=datetime(2026, 6, 14, tzinfo=UTC))
     build_dispatch(store, settings, SAMPLE_WEEK)
     approve(store, settings, SAMPLE_WEEK)
     add_subscriber(store, "a@example.org", confirmed=True)
     sender = MemorySender()
-    send_dispatch(store, settings.replace(tracking="off"), sender, SAMPLE_WEEK)
-    (message,) = sender.sent
+    send_dispatch(store, settings, sender, SAMPLE_WEEK)
+    return sender.sent
+
+
+def test_off_leaves_every_url_untouched(store: Store, settings: Settings) -> None:
+    (message,) = _send_one(store, settings.replace(tracking="off"))
     assert "/r/" not in message.html and "/r/" not in message.text
     assert 'href="https://arxiv.org/abs/2606.07527"' in message.html
     assert "counted" not in message.html and "click tracking" not in message.text
@@ -249,14 +255,9 @@ def test_the_archive_copy_shows_where_links_lead_and_no_pixel(
     store: Store, settings: Settings
 ) -> None:
     opens = settings.replace(track_opens=True, tracking="per-reader")
-    load_sample(store, now=datetime(2026, 6, 14, tzinfo=UTC))
-    build_dispatch(store, opens, SAMPLE_WEEK)
-    approve(store, opens, SAMPLE_WEEK)
-    add_subscriber(store, "a@example.org", confirmed=True)
-    sender = MemorySender()
-    send_dispatch(store, opens, sender, SAMPLE_WEEK)
-    assert f"{settings.public_url}/r/" in sender.sent[0].html
-    assert 'width="1" height="1"' in sender.sent[0].html  # the open pixel
+    (message,) = _send_one(store, opens)
+    assert f"{settings.public_url}/r/" in message.html
+    assert 'width="1" height="1"' in message.html  # the open pixel
     (issue,) = archived_issues(store, opens)
     assert "/r/" not in issue.html
     assert 'href="https://arxiv.org/abs/2606.07527"' in issue.html
@@ -265,13 +266,8 @@ def test_the_archive_copy_shows_where_links_lead_and_no_pixel(
 
 def test_the_open_pixel_is_counted_but_never_per_reader(store: Store, settings: Settings) -> None:
     opens = settings.replace(track_opens=True, tracking="per-reader")
-    load_sample(store, now=datetime(2026, 6, 14, tzinfo=UTC))
-    build_dispatch(store, opens, SAMPLE_WEEK)
-    approve(store, opens, SAMPLE_WEEK)
-    add_subscriber(store, "a@example.org", confirmed=True)
-    sender = MemorySender()
-    send_dispatch(store, opens, sender, SAMPLE_WEEK)
-    pixel = re.search(r'<img src="[^"]*/r/([A-Za-z0-9_-]{12})"', sender.sent[0].html)
+    (message,) = _send_one(store, opens)
+    pixel = re.search(r'<img src="[^"]*/r/([A-Za-z0-9_-]{12})"', message.html)
     assert pixel, "no open pixel"  # no reader part on it: opens are never a reader's
     redirects, _ = _redirects(store, opens)
     followed = redirects.follow(pixel.group(1), "GET", BROWSER, "192.0.2.1")
