@@ -264,3 +264,10 @@ def test_a_test_message_link_works_counts_nothing_and_goes_if_the_freeze_drops_i
         assert kept.status_code == 302  # the same link is in the frozen copy: it counts now
         assert counted(live) == [("read", "https://arxiv.org/abs/2606.07527", 1, None, None)]
         recorder_of(live.app).close()
+
+
+def test_a_confirmation_mail_keeps_its_own_links(live: Live) -> None:
+    assert live.sign_up("new.reader@example.org").status_code == 200
+    (mail,) = live.mails("new.reader@example.org")
+    text = part(mail, "plain")
+    assert "/confirm/" in text and "/r/" not in text and "/r/" not in part(mail, "html")
