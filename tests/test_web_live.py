@@ -110,6 +110,9 @@ def serving(settings: Settings) -> Iterator[Live]:
         # with the select() it is blocked in
         server.trigger.pull_trigger(lambda: [d.close() for d in list(server._map.values())])
         thread.join(5)
+        # its request threads too: each holds its own database connection (and the files
+        # SQLite opens with it) until it ends
+        server.task_dispatcher.shutdown(cancel_pending=True, timeout=5)
         app.extensions["newsletter"].mailer.shutdown()
 
 

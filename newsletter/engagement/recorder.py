@@ -37,6 +37,8 @@ def settle(store: Store, *, now: float | None = None, everything: bool = False) 
     returns how many. One write transaction, so two workers never classify a hit twice."""
     now = time.time() if now is None else now
     due = None if everything else now - SETTLE_AFTER
+    if not store.clicks.pending():  # idle: no write transaction
+        return 0
     with store.subscribers.writing():  # the database's writer queue (all processes)
         queued = store.clicks.queued(before=due, upto=None if due is None else due + BURST_SECONDS)
         if not queued:

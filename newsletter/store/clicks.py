@@ -113,8 +113,9 @@ class Clicks:
             )
         )
 
-    def pending(self) -> int:
-        return int(self.db.execute("SELECT count(*) FROM click_queue").fetchone()[0])
+    def pending(self) -> bool:
+        """Whether any hit waits to be classified."""
+        return self.db.execute("SELECT 1 FROM click_queue LIMIT 1").fetchone() is not None
 
     def settle(self, bursts: Iterable[int], done: Sequence[Settled]) -> None:
         """Mark hits found in a burst; move classified hits to `clicks` (their visitor hash
