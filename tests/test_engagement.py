@@ -392,3 +392,28 @@ def test_the_preflight_checks_run_on_the_tracked_message(
     assert "localhost:8000" in content and "example.org" in content
     size = next(f["message"] for f in findings if f["check"] == "size")
     assert "HTML is" in size
+
+
+def test_per_reader_links_are_filled_in_not_compiled_per_reader(
+    store: Store, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import mjml
+
+    compiles = []
+    real = mjml.mjml2html
+    monkeypatch.setattr(mjml, "mjml2html", lambda *a, **k: compiles.append(1) or real(*a, **k))
+    per_reader = settings.replace(tracking="per-reader")
+    load_sample(store, now=datetime(2026, 6, 14, tzinfo=UTC))
+    build_dispatch(store, per_reader, SAMPLE_WEEK)
+    approve(store, per_reader, SAMPLE_WEEK)
+    for n in range(5):
+        add_subscriber(store, f"reader{n}@example.org", confirmed=True)
+    sender = MemorySender()
+    send_dispatch(store, per_reader, sender, SAMPLE_WEEK)
+    assert len(compiles) == 1 and len(sender.sent) == 5
+    dispatch_id = store.dispatches.get(str(SAMPLE_WEEK))["id"]
+    for message in sender.sent:
+        reader = store.subscribers.get_by_email(message.to_addr)["id"]
+        part = reader_part(SECRET, dispatch_id, reader)
+        tracked = re.findall(r'href="[^"]*/r/([A-Za-z0-9_.-]+)"', message.html)
+        assert tracked and all(token.endswith(part) for token in tracked)
