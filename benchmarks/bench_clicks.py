@@ -187,7 +187,8 @@ in flight when it stops) | yes |
 following every link within seconds is a scanner's burst |
 | **SIGKILL of the server 5 s into an 8 s load** | | |
 | requests answered before the kill / clicks stored | {killed_requests:,} / {killed_stored:,} | |
-| clicks lost to the kill | {lost:,} | at most the last 0.25 s of hits per worker |
+| clicks lost to the kill | {lost:,} | the hits each worker had not written yet (about its last \
+0.25 s) |
 | target met | {"yes" if met else "**no**"} | |
 
 The closed-loop rows are the maximum (their latency is mostly queueing); the paced rows offer
