@@ -58,6 +58,19 @@ def served(env: dict[str, str], cwd: Path) -> Iterator[tuple[subprocess.Popen[st
         server.wait(60)
 
 
+def children(parent: int) -> list[int]:
+    """The processes whose parent is `parent` (from /proc: no procps needed)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == parent:
+            found.append(int(stat.parent.name))
+    return found
+
+
 def stored(db: Path) -> tuple[int, int]:
     """(clicks classified, hits still queued)."""
     conn = sqlite3.connect(db)
@@ -99,9 +112,8 @@ def test_a_clean_stop_stores_every_click_and_a_kill_loses_only_the_last_moment(
     with served(env, tmp_path) as (server, url):
         click(url, paths, 40)
         time.sleep(1.0)  # longer than a flush interval: the workers have written these
-        workers = subprocess.run(["pgrep", "-P", str(server.pid)], capture_output=True, text=True)
-        for pid in workers.stdout.split():
-            os.kill(int(pid), signal.SIGKILL)
+        for pid in children(server.pid):  # the workers first: none gets to write on its way out
+            os.kill(pid, signal.SIGKILL)
         server.kill()
         server.wait(30)
     classified, queued = stored(db)
