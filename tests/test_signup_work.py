@@ -21,8 +21,13 @@ def _statements(store: Store, settings: Settings, email: str) -> list[str]:
         request_signup(store, settings, email, ip="192.0.2.1", form="form at /", now=1e9)
     finally:
         store.db.conn.set_trace_callback(None)
-    # the statement shapes, without their values
-    return [re.sub(r"'[^']*'|\b\d+(\.\d+)?\b", "?", s) for s in seen if "rate_limits <" not in s]
+    # the statement shapes, without their values; the clean-up of old rate-limit windows runs on
+    # one call in a thousand, whoever signs up (hit_rate_limit): not part of the comparison
+    return [
+        re.sub(r"'[^']*'|\b\d+(\.\d+)?\b", "?", s)
+        for s in seen
+        if "DELETE FROM rate_limits" not in s
+    ]
 
 
 @pytest.mark.parametrize("status", ["pending", "active", "unsubscribed", "bounced"])
