@@ -75,7 +75,10 @@ class Composer:
         token = unsubscribe_token(self.secret, subscriber.id)
         return f"{self.settings.public_url}/unsubscribe/{token}"
 
-    def compose(self, subscriber: Subscriber, *, subject_prefix: str = "") -> Message:
+    def compose(
+        self, subscriber: Subscriber, *, subject_prefix: str = "", message_id: str | None = None
+    ) -> Message:
+        """`message_id`: the identity given at the delivery's first claim (a retry reuses it)."""
         url = self.unsubscribe_url(subscriber)
         values = reader_values(self.settings, subscriber, url)
         html_values = {k: str(escape(v)) for k, v in values.items()}
@@ -91,7 +94,7 @@ class Composer:
             subject=subject_prefix + self.rendered.subject,
             html=html,
             text=text,
-            message_id=new_message_id(domain),
+            message_id=message_id or new_message_id(domain),
             headers=headers,
             tag=self.tag,
             prebuilt=Prebuilt(self.template, values, html_values, html, text),
