@@ -18,12 +18,13 @@ from newsletter.errors import StoreError
 from newsletter.store.deliveries import Deliveries
 from newsletter.store.dispatches import Dispatches
 from newsletter.store.events import Events
+from newsletter.store.notices import Notices
 from newsletter.store.schema import MIGRATIONS
 from newsletter.store.signals import Signals
 from newsletter.store.sources import Sources
 from newsletter.store.subscribers import Subscribers
 
-__all__ = ["Store"]
+__all__ = ["Store", "storage_error"]
 
 BUSY_TIMEOUT_S = 30.0
 
@@ -37,6 +38,7 @@ class Store:
         self.dispatches = Dispatches(db)
         self.subscribers = Subscribers(db)
         self.deliveries = Deliveries(db)
+        self.notices = Notices(db)
         self.events = Events(db)
 
     @classmethod
@@ -107,3 +109,27 @@ class Store:
 
     def close(self) -> None:
         self.db.conn.close()
+
+
+def storage_error(path: Path | str | None, exc: sqlite3.DatabaseError) -> StoreError:
+    """One line naming the file and what is wrong with its storage, and what to do about it.
+
+    SQLite rolls back whatever the failing statement's transaction had written, so the file is
+    as it was before that transaction: the line says so.
+    """
+    text = str(exc)
+    lowered = text.lower()
+    if "full" in lowered:
+        hint = "the disk holding it is full: free some space and run the command again"
+    elif "readonly" in lowered or "read-only" in lowered:
+        hint = "it cannot be written: check the permissions of the file and its folder"
+    elif "malformed" in lowered or "not a database" in lowered or "corrupt" in lowered:
+        hint = "the file is damaged: restore a backup, or try `sqlite3 FILE .recover`"
+    elif "i/o" in lowered:
+        hint = "the disk failed to read or write it"
+    elif "locked" in lowered or "busy" in lowered:
+        hint = "another process held it too long: try again"
+    else:
+        hint = "a database error"
+    name = path or "the database"
+    return StoreError(f"{name}: {text} ({hint}; nothing was half-written)")
