@@ -8,6 +8,7 @@ deliveries failed; the rest landed).
 from __future__ import annotations
 
 import logging
+import sqlite3
 import sys
 from collections.abc import Callable
 from functools import cached_property, update_wrapper
@@ -19,7 +20,7 @@ import click
 from newsletter import __version__
 from newsletter.errors import NewsletterError
 from newsletter.settings import Settings, load_settings
-from newsletter.store import Store
+from newsletter.store import Store, storage_error
 from newsletter.weeks import Week
 
 PARTIAL = 3
@@ -41,6 +42,16 @@ class App:
         if self.db_override is not None:
             settings = settings.replace(db=self.db_override)
         return settings
+
+    @property
+    def db_path(self) -> Path | None:
+        """The database file, when the settings can say (for error messages)."""
+        if self.db_override is not None:
+            return self.db_override
+        try:
+            return self.settings.db
+        except NewsletterError:
+            return None
 
     @property
     def store(self) -> Store:
@@ -66,13 +77,18 @@ class App:
 
 
 class Root(click.Group):
-    """Turns every NewsletterError into one line on stderr and exit code 1."""
+    """Turns every NewsletterError, and any storage error of the database (a full disk, a damaged
+    or read-only file), into one line on stderr and exit code 1."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
         except NewsletterError as exc:
             raise click.ClickException(str(exc)) from None
+        except sqlite3.DatabaseError as exc:
+            app = ctx.find_object(App)
+            path = app.db_path if app is not None else None
+            raise click.ClickException(str(storage_error(path, exc))) from None
 
 
 def _logging(verbose: int, quiet: bool, level_name: str) -> None:

@@ -27,11 +27,12 @@ from newsletter.errors import NewsletterError
 from newsletter.models import Dispatch
 from newsletter.settings import Settings
 from newsletter.store import Store
+from newsletter.store.dispatches import FROZEN
 from newsletter.weeks import Week
 
 log = logging.getLogger(__name__)
 
-ARCHIVED = ("sending", "sent")  # readers get "view in browser" links as soon as sending starts
+ARCHIVED = FROZEN  # readers get "view in browser" links as soon as sending starts
 FEED = "feed.xml"
 _ISSUE_PATH = re.compile(r"^(\d{4}-W\d{2})/(index\.html)?$")
 
@@ -172,7 +173,7 @@ def publish_after_send(store: Store, settings: Settings, week: Week) -> Path | N
     The mail has gone out by now: a failure here is logged, never turned into a failed send.
     """
     row = store.dispatches.get(str(week))
-    if row is None or row["status"] != "sent":
+    if row is None or row["status"] not in ("partly sent", "sent"):
         return None
     try:
         folder, _ = build_archive(store, settings)
