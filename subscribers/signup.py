@@ -80,8 +80,8 @@ def subscribe() -> Any:
         if as_json:
             return _cors(make_response(jsonify(ok=False, error=message), 400))
         return _form_page(error=message, email=email[:254], name=name[:200], status=400)
-    if notice is not None:
-        w.mailer.submit(notice)
+    if notice is not None:  # queued with the sign-up; a worker thread sends it
+        w.mailer.nudge()
     return _thanks(as_json)
 
 

@@ -10,9 +10,8 @@ import click
 
 from newsletter.cli.base import PARTIAL, App, cli, pass_app
 from newsletter.delivery.senders import make_sender
-from newsletter.readers.notices import send_notices
+from newsletter.readers.notices import send_owed_notices
 from newsletter.readers.subscriptions import (
-    Notice,
     add_subscriber,
     erase,
     export_csv,
@@ -29,19 +28,31 @@ def subscribers() -> None:
     """The people the dispatch goes to."""
 
 
-def _mail_notices(app: App, notices: list[Notice]) -> None:
-    """Confirmation mails for new pending subscribers, through the configured sender."""
-    if not notices:
+def _mail_notices(app: App) -> None:
+    """Send the confirmation mails just queued, with any an earlier command or a stopped
+    `serve` left owed, through the configured sender (the same path `serve` uses)."""
+    counts = app.store.notices.counts()
+    if not counts["queued"] and not counts["unknown"]:
         return
     with (
         make_sender(app.settings) as sender,
-        click.progressbar(length=len(notices), label="confirmation mails", file=sys.stderr) as bar,
+        click.progressbar(
+            length=counts["queued"], label="confirmation mails", file=sys.stderr
+        ) as bar,
     ):
-        sent, errors = send_notices(app.store, app.settings, sender, notices, progress=bar.update)
-    click.echo(f"{sent} confirmation mail(s) sent")
-    for error in errors:
+        report = send_owed_notices(app.store, app.settings, sender, progress=bar.update)
+    click.echo(f"{report.sent} confirmation mail(s) sent")
+    for error in report.errors:
         click.echo(f"not sent: {error}", err=True)
-    if errors:
+    if report.waiting:
+        click.echo(
+            f"{report.waiting} could not be sent yet and wait for a retry: `newsletter serve`"
+            " or the next `subscribers add` sends them",
+            err=True,
+        )
+    if report.stopped:
+        click.echo(f"stopped: {report.stopped}", err=True)
+    if report.errors or report.waiting or report.stopped:
         sys.exit(PARTIAL)
 
 
@@ -61,7 +72,7 @@ def subscribers_add(app: App, email: str, name: str | None, confirmed: bool) -> 
     if result.outcome == "refused":
         raise click.ClickException(f"{sub.email} is {sub.status}; not re-subscribed")
     click.echo(f"{sub.email}: {sub.status} ({result.outcome})")
-    _mail_notices(app, [result.notice] if result.notice else [])
+    _mail_notices(app)
 
 
 @subscribers.command("import")
@@ -94,7 +105,8 @@ def subscribers_import(
         f"{prefix}{len(report.added)} added, {len(report.updated)} updated, "
         f"{len(report.skipped)} skipped, {len(report.invalid)} invalid"
     )
-    _mail_notices(app, report.notices)
+    if not dry_run:
+        _mail_notices(app)
 
 
 @subscribers.command("export")

@@ -67,10 +67,12 @@ class AddResult:
 
 @dataclass(frozen=True)
 class Notice:
-    """A mail owed to someone who signed up; what it says depends on where they stand.
+    """A mail owed to one reader; what it says depends on where they stand.
 
     kind: `confirm` (new or pending), `resubscribe` (left before: a link to come back),
-    `already` (active: nothing to do, here is how to leave).
+    `already` (active: nothing to do, here is how to leave). `claimed_at` is when it was asked
+    for (its links are dated from it); `id` is its row in the notices queue, and `message_id`
+    its identity once first claimed for sending.
     """
 
     subscriber_id: int
@@ -78,6 +80,8 @@ class Notice:
     name: str | None
     kind: str
     claimed_at: float
+    id: int = 0
+    message_id: str = ""
 
 
 def add_subscriber(
@@ -95,7 +99,8 @@ def add_subscriber(
     """Add someone as pending (double opt-in) or active (`confirmed`: consent given elsewhere).
 
     Someone who left (unsubscribed, bounced, complained, erased) is never re-subscribed here.
-    A new pending subscriber comes back with the confirmation `notice` to mail.
+    A new pending subscriber's confirmation is queued in the same transaction (`notice`);
+    `newsletter.readers.notices.send_owed_notices` sends it.
     """
     address = normalise_email(email)
     name = clean_name(name)
@@ -116,7 +121,7 @@ def add_subscriber(
             )
             notice = None
             if not confirmed and store.subscribers.claim_notice(subscriber_id, now, NOTICE_EVERY):
-                notice = Notice(subscriber_id, address, name, "confirm", now)
+                notice = _owe(store, subscriber_id, address, name, "confirm", now)
             return AddResult(_subscriber(store, subscriber_id), "added", notice)
         if existing["status"] in LEFT:
             return AddResult(Subscriber.from_row(existing), "refused")
@@ -124,6 +129,15 @@ def add_subscriber(
             store.subscribers.set_status(existing["id"], "active", actor=actor, reason="confirmed")
             return AddResult(_subscriber(store, existing["id"]), "updated")
         return AddResult(Subscriber.from_row(existing), "unchanged")
+
+
+def _owe(
+    store: Store, subscriber_id: int, address: str, name: str | None, kind: str, now: float
+) -> Notice:
+    """Queue the notice in the caller's transaction: the sign-up and the mail it owes are
+    recorded together, and the mail is sent by whoever sends owed notices, after any restart."""
+    notice_id = store.notices.queue(subscriber_id, kind, issued_at=now)
+    return Notice(subscriber_id, address, name, kind, now, notice_id)
 
 
 def _subscriber(store: Store, subscriber_id: int) -> Subscriber:
@@ -156,7 +170,7 @@ def request_signup(
     now: float | None = None,
     limits: bool = True,
 ) -> Notice | None:
-    """Record a sign-up and return the mail owed for it, or None when nothing may be sent.
+    """Record a sign-up and queue the mail owed for it (returned), or None when none may be.
 
     The visitor sees the same answer whatever happens here: a new address becomes `pending`; a
     known one is not changed (its owner learns by mail what happened); bounced and complained
@@ -193,7 +207,7 @@ def request_signup(
             )
         if kind is None or not store.subscribers.claim_notice(subscriber_id, now, NOTICE_EVERY):
             return None
-    return Notice(subscriber_id, address, name, kind, now)
+        return _owe(store, subscriber_id, address, name, kind, now)
 
 
 class RateLimited(SubscriberError):
@@ -397,7 +411,7 @@ def import_csv(
                 if not confirmed and store.subscribers.claim_notice(
                     subscriber_id, now, NOTICE_EVERY
                 ):
-                    report.notices.append(Notice(subscriber_id, address, name, "confirm", now))
+                    report.notices.append(_owe(store, subscriber_id, address, name, "confirm", now))
             elif existing["status"] in LEFT:
                 report.skipped.append((line, address, f"{existing['status']}: never re-added"))
             elif (confirmed and existing["status"] == "pending") or (
