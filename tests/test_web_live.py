@@ -20,6 +20,7 @@ import httpx
 import pytest
 import waitress
 from flask import Flask
+from waitress import wasyncore
 
 from newsletter.settings import Settings, load_settings
 from newsletter.store import Store
@@ -88,22 +89,41 @@ def link_path(mail: EmailMessage, kind: str) -> str:
 
 @contextmanager
 def serving(settings: Settings) -> Iterator[Live]:
+    """The app under waitress on 127.0.0.1, in a thread; stopped cleanly however loaded the
+    machine is.
+
+    Everything that touches the server's sockets happens on the server's own thread: its loop
+    polls until told to stop; then its request threads are shut down and waited for (they pull
+    the loop's trigger pipe when a response is ready), and only then are the channels, the
+    trigger and the listening socket closed. Closing them from another thread, or while a
+    request thread may still pull the trigger, wrote to a closed file descriptor (EBADF in
+    `trigger.pull_trigger`) on a busy machine.
+    """
     app = create_app(settings)
     server = waitress.create_server(
         app, host="127.0.0.1", port=0, threads=8, asyncore_loop_timeout=0.05
     )
-    thread = threading.Thread(target=server.run, daemon=True)
+    stopping = threading.Event()
+
+    def run() -> None:
+        try:
+            while not stopping.is_set():
+                wasyncore.loop(timeout=0.05, map=server._map, count=1)
+        finally:
+            server.task_dispatcher.shutdown(cancel_pending=True, timeout=30)
+            wasyncore.close_all(server._map)
+
+    thread = threading.Thread(target=run, name="waitress", daemon=True)
     thread.start()
     url = f"http://127.0.0.1:{server.effective_port}"
     try:
         with httpx.Client(base_url=url, timeout=10) as client:
             yield Live(url, settings, app, client)
     finally:
-        # close from inside the server's own loop: closing its sockets from this thread races
-        # with the select() it is blocked in
-        server.trigger.pull_trigger(lambda: [d.close() for d in list(server._map.values())])
-        thread.join(5)
+        stopping.set()
+        thread.join(60)
         app.extensions["newsletter"].mailer.shutdown()
+        assert not thread.is_alive(), "the test server did not stop"
 
 
 @pytest.fixture
