@@ -774,18 +774,20 @@ class _Run:
 
     def _streak_failed(self, rows: Sequence[tuple[int, str]], error: SendError | None) -> None:
         """One more hand-off failed for a reason not about any recipient; at the threshold the
-        run pauses, and the readers of those hand-offs are queued again with the rest."""
+        run pauses, and the readers of those hand-offs (and of any still in flight then) are
+        queued again with the rest: the fault was not theirs."""
         self.streak += 1
         self.streak_rows.extend(rows)
         threshold = self.settings.error_threshold
-        if not threshold or self.streak < threshold or self.report.paused:
+        if not threshold or (self.streak < threshold and not self.report.paused):
             return
-        self.report.paused = (
-            f"{self.streak} hand-offs in a row failed for reasons not about any recipient"
-            f" (last: {error}); the rest stay queued (NEWSLETTER_ERROR_THRESHOLD={threshold})"
-        )
-        log.error("pausing the send: %s", self.report.paused)
-        self.stop.set()
+        if not self.report.paused:
+            self.report.paused = (
+                f"{self.streak} hand-offs in a row failed for reasons not about any recipient"
+                f" (last: {error}); the rest stay queued (NEWSLETTER_ERROR_THRESHOLD={threshold})"
+            )
+            log.error("pausing the send: %s", self.report.paused)
+            self.stop.set()
         if self.streak_rows:
             self.deliveries.record(
                 [Outcome(d, "queued", error=f"paused: {error}") for d, _ in self.streak_rows]

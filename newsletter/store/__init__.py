@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import os
 import secrets
 import sqlite3
 from collections.abc import Iterator
@@ -57,7 +58,9 @@ class Store:
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
         except sqlite3.DatabaseError as exc:
-            raise StoreError(f"{path}: not a newsletter database ({exc})") from None
+            if "not a database" in str(exc):
+                raise StoreError(f"{path}: not a newsletter database ({exc})") from None
+            raise storage_error(path, exc) from None
         db = Database(conn)
         store = cls(db, path)
         if migrate:
@@ -119,10 +122,17 @@ def storage_error(path: Path | str | None, exc: sqlite3.DatabaseError) -> StoreE
     """
     text = str(exc)
     lowered = text.lower()
+    folder = Path(path).parent if path else None
+    writable = path is None or (
+        (not Path(path).exists() or os.access(path, os.W_OK))
+        and (folder is None or os.access(folder, os.W_OK))
+    )
     if "full" in lowered:
         hint = "the disk holding it is full: free some space and run the command again"
-    elif "readonly" in lowered or "read-only" in lowered:
-        hint = "it cannot be written: check the permissions of the file and its folder"
+    elif "readonly" in lowered or "read-only" in lowered or not writable:
+        hint = "the file or its folder is read-only: check the disk and their permissions"
+    elif "unable to open" in lowered:
+        hint = "it cannot be opened: check the file, its folder and their permissions"
     elif "malformed" in lowered or "not a database" in lowered or "corrupt" in lowered:
         hint = "the file is damaged: restore a backup, or try `sqlite3 FILE .recover`"
     elif "i/o" in lowered:
