@@ -277,15 +277,20 @@ def send_dispatch(
         return report
     if dry_run:
         return _dry_run(store, settings, dispatch, report, limit)
-    lease = _lease(store, settings, dispatch)
-    try:
-        stop = stop or threading.Event()
-        run = _Run(store, settings, sender, dispatch, report, lease, stop, RunClock(stop, sleep))
-        run.prepare(retry_unknown=retry_unknown, retry_failed=retry_failed, limit=limit)
-        run.loop(limit=limit, progress=progress)
-        run.finish()
-    finally:
-        store.deliveries.release_lease(lease)
+    _leased_run(
+        store,
+        settings,
+        sender,
+        dispatch,
+        report,
+        stop=stop,
+        sleep=sleep,
+        resolve_only=False,
+        retry_unknown=retry_unknown,
+        retry_failed=retry_failed,
+        limit=limit,
+        progress=progress,
+    )
     return report
 
 
@@ -310,17 +315,38 @@ def reconcile_dispatch(
         raise DispatchError(f"no dispatch for {week}")
     if dispatch.status not in FROZEN:
         raise DispatchError(f"dispatch {week} is {dispatch.status}: nothing has been sent yet")
+    _leased_run(
+        store, settings, sender, dispatch, report, stop=stop, sleep=sleep, resolve_only=True
+    )
+    return report
+
+
+def _leased_run(
+    store: Store,
+    settings: Settings,
+    sender: Sender,
+    dispatch: Dispatch,
+    report: DeliveryReport,
+    *,
+    stop: threading.Event | None,
+    sleep: Callable[[float], None] | None,
+    resolve_only: bool,
+    retry_unknown: bool = False,
+    retry_failed: bool = False,
+    limit: int | None = None,
+    progress: ProgressCallback | None = None,
+) -> None:
+    """One run under the dispatch's lease, released whatever happens."""
     lease = _lease(store, settings, dispatch)
     try:
         stop = stop or threading.Event()
         run = _Run(store, settings, sender, dispatch, report, lease, stop, RunClock(stop, sleep))
-        run.resolve_only = True
-        run.prepare(retry_unknown=False, retry_failed=False, limit=None)
-        run.loop(limit=None, progress=None)
+        run.resolve_only = resolve_only
+        run.prepare(retry_unknown=retry_unknown, retry_failed=retry_failed, limit=limit)
+        run.loop(limit=limit, progress=progress)
         run.finish()
     finally:
         store.deliveries.release_lease(lease)
-    return report
 
 
 def _dry_run(
@@ -376,6 +402,8 @@ class _Run:
         self.streak = 0  # hand-offs in a row that failed for reasons not about a recipient
         self.streak_rows: list[tuple[int, str]] = []  # (delivery id, failure) of those
         self.hold_until = 0.0  # the provider asked us to slow down: no hand-off before this
+        self.outcomes: list[Outcome] = []  # settled, not yet recorded (one commit per wait)
+        self.bounces: list[tuple[int, str]] = []
         self._seq = 0
 
     # -- before the loop ----------------------------------------------------------------------
@@ -523,12 +551,13 @@ class _Run:
                         self.stop.set()
                 for future in done:
                     handoff = pending.pop(future)
-                    if storage is not None:
-                        continue  # nothing can be recorded: these stay `sending`, resolved next run
-                    try:
+                    if storage is None:
                         self._settle(handoff, future.result())
+                if storage is None:
+                    try:
+                        self._flush()
                     except sqlite3.DatabaseError as exc:
-                        storage = exc
+                        storage = exc  # not recorded: those stay `sending`, resolved next run
                         self.stop.set()
                 if progress:
                     elapsed = time.perf_counter() - self.started
@@ -675,9 +704,9 @@ class _Run:
             # refused for its content: some member may be at fault; each half goes on its own
             half = len(rows) // 2
             self.splits.extend([rows[:half], rows[half:]])
-            self.deliveries.record(
-                [Outcome(r.delivery_id, "queued", error=str(whole), handed=False) for r in rows]
-            )
+            self.outcomes += [
+                Outcome(r.delivery_id, "queued", error=str(whole), handed=False) for r in rows
+            ]
             self._streak_failed([], whole)
             return
         lost = isinstance(whole, UnknownOutcome) or (
@@ -687,12 +716,9 @@ class _Run:
             if handoff.repeats + 1 < self.policy.attempts:
                 due = now + self.policy.delay(handoff.repeats + 1)
                 self._schedule_repeat(rows, due=due, repeats=handoff.repeats + 1)
-            self.deliveries.record(
-                [Outcome(r.delivery_id, "unknown", error=str(whole)) for r in rows]
-            )
+            self.outcomes += [Outcome(r.delivery_id, "unknown", error=str(whole)) for r in rows]
             return
-        outcomes: list[Outcome] = []
-        bounces: list[tuple[int, str]] = []
+        outcomes = self.outcomes
         counted: list[tuple[int, str]] = []  # failures not about a recipient, for the streak
         retry_after = max(
             (
@@ -741,22 +767,28 @@ class _Run:
                 if not error.about_recipient:
                     systemic = True
                 if isinstance(error, PermanentSendError) and error.hard_bounce:
-                    bounces.append((row.subscriber.id, text))
+                    self.bounces.append((row.subscriber.id, text))
             outcomes.append(Outcome(row.delivery_id, "failed", error=text, failure=failure))
             self._count_failed(row, result.message, text, failure)
             if not error.about_recipient:
                 counted.append((row.delivery_id, failure))
-        self.deliveries.record(outcomes)
-        for subscriber_id, text in bounces:
-            self.store.subscribers.set_status(
-                subscriber_id, "bounced", actor="send", reason=text[:200]
-            )
-            self.report.bounced += 1
         if any_ok:
             self.streak, self.streak_rows = 0, []
         elif systemic:
             first = next(r.error for r in results if r.error is not None)
             self._streak_failed(counted, first)
+
+    def _flush(self) -> None:
+        """Record what the hand-offs settled since the last flush, in one commit."""
+        outcomes, self.outcomes = self.outcomes, []
+        if outcomes:
+            self.deliveries.record(outcomes)
+        bounces, self.bounces = self.bounces, []
+        for subscriber_id, text in bounces:
+            self.store.subscribers.set_status(
+                subscriber_id, "bounced", actor="send", reason=text[:200]
+            )
+            self.report.bounced += 1
 
     def _since(self, rows: list[Pending], now: float) -> float:
         """When this batch key was first handed over (this run's claim, or an earlier one)."""
@@ -788,10 +820,10 @@ class _Run:
             )
             log.error("pausing the send: %s", self.report.paused)
             self.stop.set()
-        if self.streak_rows:
-            self.deliveries.record(
-                [Outcome(d, "queued", error=f"paused: {error}") for d, _ in self.streak_rows]
-            )
+        if self.streak_rows:  # recorded after their failures, so they end up queued
+            self.outcomes += [
+                Outcome(d, "queued", error=f"paused: {error}") for d, _ in self.streak_rows
+            ]
             self.report.failed -= len(self.streak_rows)
             self.report.failed_temporary -= sum(1 for _, f in self.streak_rows if f == "temporary")
         self.streak_rows = []
