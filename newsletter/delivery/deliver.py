@@ -647,7 +647,8 @@ class _Run:
         """
         items: list[tuple[Pending, Message]] = []
         refused: list[Outcome] = []
-        for row in rows:
+        # members always in id order: a repeat rebuilt from the database is the same request
+        for row in sorted(rows, key=lambda r: r.delivery_id):
             message = self._message(row)
             if not repeat:
                 try:
