@@ -84,7 +84,7 @@ class Composer:
     def new_message_id(self) -> str:
         prefix, counter = self._ids
         domain = self._list_headers[2]
-        return f"<{int(time.time())}.{prefix}.{next(counter):x}@{domain}>"
+        return f"<{int(time.time())}.{prefix}{next(counter):x}@{domain}>"
 
     def unsubscribe_url(self, subscriber: Subscriber) -> str:
         token = unsubscribe_token(self.secret, subscriber.id)
