@@ -18,8 +18,13 @@ import pytest
 from test_send_support import Sink, SmtpServer
 
 from newsletter.delivery.senders import FileSender, SmtpConfig, SmtpSender
-from newsletter.readers.notices import compose_notice, queue_notice, send_owed_notices
-from newsletter.readers.subscriptions import Notice, add_subscriber, request_signup
+from newsletter.readers.notices import (
+    compose_notice,
+    notice_of,
+    queue_notice,
+    send_owed_notices,
+)
+from newsletter.readers.subscriptions import add_subscriber, request_signup
 from newsletter.settings import Settings
 from newsletter.store import Store
 
@@ -189,13 +194,8 @@ def test_a_notice_in_flight_when_its_process_died_is_settled_from_the_outbox(
     )
     kept = next(n for n in owed if n.email == "kept@example.org")
     # the dead process had handed `kept` over (its file is there), `lost` not yet
-    handed = Notice(
-        *[getattr(kept, f) for f in ("subscriber_id", "email", "name", "kind")],
-        kept.issued_at,
-        kept.id,
-        kept.message_id or "",
-    )
-    sender.send([compose_notice(settings, store.secret_key(settings.secret_key), handed)])
+    handed = compose_notice(settings, store.secret_key(settings.secret_key), notice_of(kept))
+    sender.send([handed])
     dead = subprocess.run(
         [sys.executable, "-c", "import os; print(os.getpid())"],
         capture_output=True,

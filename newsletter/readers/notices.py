@@ -65,7 +65,7 @@ def queue_notice(
         notice_id = store.notices.queue(subscriber_id, kind, issued_at=issued)
         row = store.subscribers.get(subscriber_id)
     assert row is not None
-    return Notice(subscriber_id, row["email"], row["name"], kind, issued, notice_id)
+    return Notice(subscriber_id, row["email"], row["name"], kind, issued, id=notice_id)
 
 
 def confirm_url(settings: Settings, secret: str, notice: Notice) -> str:
@@ -113,15 +113,16 @@ class NoticeReport:
     stopped: str = ""  # the sender could take nothing more
 
 
-def _notice(owed: OwedNotice) -> Notice:
+def notice_of(owed: OwedNotice) -> Notice:
+    """The notice a queued row stands for, with its identity."""
     return Notice(
         owed.subscriber_id,
         owed.email,
         owed.name,
         owed.kind,
         owed.issued_at,
-        owed.id,
-        owed.message_id or "",
+        id=owed.id,
+        message_id=owed.message_id or "",
     )
 
 
@@ -177,7 +178,7 @@ def _hand_over(
     *,
     repeat: bool = False,
 ) -> None:
-    notice = _notice(row)
+    notice = notice_of(row)
     if report.stopped:  # claimed with others, but the sender stopped: not handed over
         _record(store, row, NoticeOutcome(row.id, "queued", handed=False))
         return
@@ -244,7 +245,7 @@ def _resolve_unknown(
     for row in store.notices.unknown():
         now = clock()
         if sender.can_look_up:
-            message = compose_notice(settings, secret, _notice(row))
+            message = compose_notice(settings, secret, notice_of(row))
             found = sender.look_up(message, row.handed_at or 0.0)
             verdict = lookup_verdict(sender, found, row.handed_at, now)
             if verdict == ACCEPTED:

@@ -137,7 +137,7 @@ def _owe(
     """Queue the notice in the caller's transaction: the sign-up and the mail it owes are
     recorded together, and the mail is sent by whoever sends owed notices, after any restart."""
     notice_id = store.notices.queue(subscriber_id, kind, issued_at=now)
-    return Notice(subscriber_id, address, name, kind, now, notice_id)
+    return Notice(subscriber_id, address, name, kind, now, id=notice_id)
 
 
 def _subscriber(store: Store, subscriber_id: int) -> Subscriber:

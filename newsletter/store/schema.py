@@ -246,27 +246,9 @@ def rebuild_table(db: Database, name: str, create_sql: str, indexes: tuple[str, 
         conn.execute("PRAGMA foreign_keys=ON")
 
 
-_DISPATCHES_V2 = """
-CREATE TABLE dispatches (
-    id INTEGER PRIMARY KEY,
-    week TEXT NOT NULL UNIQUE,
-    issue_number INTEGER NOT NULL UNIQUE,
-    status TEXT NOT NULL DEFAULT 'draft'
-        CHECK (status IN ('draft', 'approved', 'sending', 'partly sent', 'sent')),
-    subject TEXT,
-    preheader TEXT,
-    note TEXT,
-    subject_set INTEGER NOT NULL DEFAULT 0,
-    preheader_set INTEGER NOT NULL DEFAULT 0,
-    html TEXT,
-    text TEXT,
-    slot_nonce TEXT,
-    created_at TEXT NOT NULL,
-    updated_at TEXT NOT NULL,
-    approved_at TEXT,
-    sent_at TEXT
-)
-"""
+#: the dispatches' status CHECK before and after m006 (`partly sent` added)
+_STATUS_CHECK = "CHECK (status IN ('draft', 'approved', 'sending', 'sent'))"
+_STATUS_CHECK_V2 = "CHECK (status IN ('draft', 'approved', 'sending', 'partly sent', 'sent'))"
 
 #: failures recorded before m006 did not say whether they were final; these are the words of
 #: the temporary ones (SMTP 4xx, HTTP 408/409/429/5xx, connections that failed or broke)
@@ -334,7 +316,14 @@ def m006_delivery_accounting(db: Database) -> None:
             CREATE INDEX IF NOT EXISTS notices_subscriber ON notices(subscriber_id)
             """,
         )
-    rebuild_table(db, "dispatches", _DISPATCHES_V2)
+    # the table's own definition with the new CHECK: whatever columns it has now are kept
+    current = db.execute(
+        "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'dispatches'"
+    ).fetchone()[0]
+    if "'partly sent'" not in current:
+        if _STATUS_CHECK not in current:
+            raise RuntimeError(f"m006: unexpected dispatches definition: {current}")
+        rebuild_table(db, "dispatches", current.replace(_STATUS_CHECK, _STATUS_CHECK_V2))
     with db.atomic():
         # sent dispatches with readers never reached were reported done; say what they are
         db.execute(
