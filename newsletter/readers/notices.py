@@ -137,17 +137,17 @@ def send_owed_notices(
 ) -> NoticeReport:
     """Send every notice owed now, one hand-off each; return what happened.
 
-    First the notices a dead process left `sending` become unknown, and unknown ones are
-    settled where the sender allows (`resolve`). A notice that fails for good releases the
+    With `resolve`, first the notices a dead process left `sending` become unknown, and unknown
+    ones are settled where the sender allows. A notice that fails for good releases the
     once-an-hour limit, so the person can ask again at once.
     """
     report = NoticeReport()
     secret = store.secret_key(settings.secret_key)
     policy = RetryPolicy.from_settings(settings)
     claimer = owner()
-    with store.subscribers.writing():
-        store.notices.abandoned_to_unknown(now=clock())
-    if resolve:
+    if resolve:  # what a dead process left, then what is unknown: rare, so not on every pass
+        with store.subscribers.writing():
+            store.notices.abandoned_to_unknown(now=clock())
         _resolve_unknown(store, settings, sender, secret, claimer, report, clock)
     while not report.stopped:
         with store.subscribers.writing():

@@ -185,6 +185,11 @@ class Notices:
         ).fetchone()
         return None if row[0] is None else float(row[0])
 
+    def sending(self) -> int:
+        return int(
+            self.db.execute("SELECT count(*) FROM notices WHERE status = 'sending'").fetchone()[0]
+        )
+
     def counts(self) -> dict[str, int]:
         found = dict(
             self.db.execute("SELECT status, count(*) FROM notices GROUP BY status").fetchall()
