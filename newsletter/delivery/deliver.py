@@ -657,7 +657,7 @@ class _Run:
                     refused.append(
                         Outcome(row.delivery_id, "failed", error=str(exc), failure="permanent")
                     )
-                    self._count_failed(row, message, str(exc), "permanent")
+                    self._count_failed(message, str(exc), "permanent")
                     continue
             items.append((row, message))
         if refused:
@@ -770,7 +770,7 @@ class _Run:
                 if isinstance(error, PermanentSendError) and error.hard_bounce:
                     self.bounces.append((row.subscriber.id, text))
             outcomes.append(Outcome(row.delivery_id, "failed", error=text, failure=failure))
-            self._count_failed(row, result.message, text, failure)
+            self._count_failed(result.message, text, failure)
             if not error.about_recipient:
                 counted.append((row.delivery_id, failure))
         if any_ok:
@@ -795,7 +795,7 @@ class _Run:
         """When this batch key was first handed over (this run's claim, or an earlier one)."""
         return min((r.batch_since for r in rows if r.batch_since is not None), default=now)
 
-    def _count_failed(self, row: Pending, message: Message, text: str, failure: str) -> None:
+    def _count_failed(self, message: Message, text: str, failure: str) -> None:
         self.report.failed += 1
         if failure == "temporary":
             self.report.failed_temporary += 1
