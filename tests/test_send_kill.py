@@ -10,6 +10,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -242,11 +243,18 @@ def test_two_sends_at_once_cannot_both_send(
 ) -> None:
     ready_week(store, settings)
     emails = add_subscribers(store, 150)
-    sink = Sink(delay=0.005)
+    second_done = threading.Event()
+
+    def hold(server, session, envelope):  # the first run is mid-send until the second is done
+        if len(sink.received) >= 10:
+            second_done.wait(60)
+
+    sink = Sink(on_data=hold)
     with SmtpServer(sink) as server:
         first = _start(env, server.env())
         _wait_for(lambda: len(sink.received) >= 10)
         second = _run(env, server.env())
+        second_done.set()
         _, err1 = first.communicate(timeout=60)
     assert second.returncode == 1
     assert "being sent by another process" in second.stderr
