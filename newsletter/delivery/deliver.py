@@ -427,11 +427,9 @@ class _Run:
         if retry_failed:
             deliveries.requeue(dispatch_id, "failed")
         self._resolve_unknown()
-        if retry_unknown:
+        if retry_unknown:  # what a repeat will settle is left to it: that cannot duplicate
             repeating = {p.delivery_id for r in self.repeats for p in r.rows}
-            if any(p.delivery_id not in repeating for p in deliveries.unknown(dispatch_id)):
-                self.repeats = []  # every unknown row goes again, in new batches
-                deliveries.requeue(dispatch_id, "unknown")
+            deliveries.requeue(dispatch_id, "unknown", keep=repeating)
         deliveries.skip_inactive(dispatch_id)
         self.waiting, _ = deliveries.waiting(dispatch_id)
         queued = deliveries.counts(dispatch_id)["queued"] if not self.resolve_only else 0

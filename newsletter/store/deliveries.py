@@ -142,15 +142,26 @@ class Deliveries:
             [now_iso(), dispatch_id],
         ).rowcount
 
-    def requeue(self, dispatch_id: int, status: str) -> int:
-        """Queue rows of `status` again (the operator's --retry-*); each keeps its Message-ID,
-        and goes out in a new batch."""
-        return self.db.execute(
-            "UPDATE deliveries SET status = 'queued', failure = NULL, retry_at = NULL,"
-            " batch_key = NULL, batch_since = NULL, updated_at = ?"
-            " WHERE dispatch_id = ? AND status = ?",
-            [now_iso(), dispatch_id, status],
-        ).rowcount
+    def requeue(self, dispatch_id: int, status: str, *, keep: Iterable[int] = ()) -> int:
+        """Queue rows of `status` again (the operator's --retry-*), but those in `keep`; each
+        keeps its Message-ID, and goes out in a new batch."""
+        kept = set(keep)
+        ids = [
+            row[0]
+            for row in self.db.execute(
+                "SELECT id FROM deliveries WHERE dispatch_id = ? AND status = ?",
+                [dispatch_id, status],
+            ).fetchall()
+            if row[0] not in kept
+        ]
+        now = now_iso()
+        with self.db.atomic():
+            self.db.conn.executemany(
+                "UPDATE deliveries SET status = 'queued', failure = NULL, retry_at = NULL,"
+                " batch_key = NULL, batch_since = NULL, updated_at = ? WHERE id = ? AND status = ?",
+                [(now, delivery_id, status) for delivery_id in ids],
+            )
+        return len(ids)
 
     def fresh(self, dispatch_id: int, limit: int, *, after_id: int = 0) -> list[Pending]:
         """Queued rows not waiting for a retry, subscriber still active, in id order."""
