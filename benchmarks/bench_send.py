@@ -257,7 +257,7 @@ def _per_message_costs(ready: Path, folder: Path, key_file: Path) -> dict[str, f
     from newsletter.delivery.dkim import DkimSigner
     from newsletter.models import Subscriber
     from newsletter.store import Store
-    from newsletter.store.deliveries import Outcome
+    from newsletter.store.deliveries import Claim, Outcome
 
     _, composer = _message_bytes(ready)
     count = 2000
@@ -277,11 +277,13 @@ def _per_message_costs(ready: Path, folder: Path, key_file: Path) -> dict[str, f
     store = Store.open(db)
     dispatch_id = store.dispatches.get(WEEK)["id"]
     store.deliveries.queue(dispatch_id)
-    rows = store.deliveries.next_queued(dispatch_id, count)
+    rows = store.deliveries.fresh(dispatch_id, count)
     started = time.perf_counter()
-    for delivery_id, _ in rows:
-        store.deliveries.claim([(delivery_id, "<x@example.org>")])
-        store.deliveries.record([Outcome(delivery_id, "sent", 1, "250 ok")])
+    for row in rows:
+        message_id = f"<{row.delivery_id}@example.org>"
+        claim = Claim(row.delivery_id, message_id, f"nl-{row.delivery_id}")
+        store.deliveries.claim([claim], now=time.time())
+        store.deliveries.record([Outcome(row.delivery_id, "sent", provider_id="250 ok")])
     record = (time.perf_counter() - started) / len(rows)
     store.close()
     return {"build": build * 1000, "sign": sign * 1000, "record": record * 1000}

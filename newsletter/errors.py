@@ -34,21 +34,43 @@ class SubscriberError(NewsletterError):
 class SendError(NewsletterError):
     """A message could not be handed to the sender."""
 
+    #: the failure concerns this recipient alone (an address refused, a mailbox full), not the
+    #: server, the account or the message: only other failures count towards the error threshold
+    about_recipient: bool = False
+
 
 class TemporarySendError(SendError):
-    """Worth retrying later: SMTP 4xx, HTTP 429/5xx, timeouts, dropped connections."""
+    """Worth retrying later: SMTP 4xx, HTTP 429/5xx, timeouts, dropped connections.
 
-    def __init__(self, message: str, retry_after: float | None = None) -> None:
+    Raised only when the provider certainly did not accept the message (an answer said so, or
+    the request never left); a hand-off whose answer was lost is `UnknownOutcome` instead.
+    `throttled`: the provider asked us to slow down (429, quota); waited out, never a fault.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        retry_after: float | None = None,
+        *,
+        about_recipient: bool = False,
+        throttled: bool = False,
+    ) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+        self.about_recipient = about_recipient
+        self.throttled = throttled
 
 
 class PermanentSendError(SendError):
-    """Will never succeed for this recipient: SMTP 5xx on RCPT, provider rejects."""
+    """Will never succeed as it is: SMTP 5xx, provider rejects. `hard_bounce`: the address does
+    not exist (stop mailing it); `about_recipient`: the refusal concerns this recipient only."""
 
-    def __init__(self, message: str, hard_bounce: bool = False) -> None:
+    def __init__(
+        self, message: str, hard_bounce: bool = False, *, about_recipient: bool | None = None
+    ) -> None:
         super().__init__(message)
         self.hard_bounce = hard_bounce
+        self.about_recipient = hard_bounce if about_recipient is None else about_recipient
 
 
 class EditorialError(NewsletterError):

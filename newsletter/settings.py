@@ -715,6 +715,23 @@ SETTINGS: tuple[Spec, ...] = (
         _int(1, 3650),
         "days raw click rows are kept before they are folded into per-link counts",
     ),
+    # delivery accounting (issue 10)
+    Spec(
+        "error_threshold",
+        "NEWSLETTER_ERROR_THRESHOLD",
+        "10",
+        _int(0),
+        "failed hand-offs in a row not about any recipient (connect, MAIL or DATA refused, API"
+        " 5xx) that pause a send, the rest left queued (0: never pause)",
+    ),
+    Spec(
+        "batch_size",
+        "NEWSLETTER_BATCH_SIZE",
+        "100",
+        _int(1, 1000),
+        "messages per email API call at most (the provider's own limit applies too); a killed"
+        " run leaves at most (NEWSLETTER_CONCURRENCY + 1) calls unanswered",
+    ),
 )
 
 #: settings whose text may name the publication: {publication}, or {PUBLICATION} in capitals
@@ -825,6 +842,9 @@ class Settings:
     tracking: str
     track_opens: bool
     click_retention_days: int
+    # delivery accounting (issue 10)
+    error_threshold: int
+    batch_size: int
 
     @property
     def from_email(self) -> str:

@@ -2,7 +2,8 @@
 
 Collect, build this week's dispatch, and send it once it is approved (or auto-approved). Each
 step looks at what is already done first, so a second run does nothing harmful and a run after
-a crash resumes the send where it stopped.
+a crash resumes the send where it stopped. A partly sent dispatch is resumed like `send` does:
+what can be resolved is, and what cannot is reported with the command that resolves it.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from newsletter.weeks import Week
 @dataclass
 class WeeklyReport:
     week: str
-    outcome: str = ""  # sent | already-sent | awaiting-approval | empty | dry-run
+    outcome: str = ""  # sent | partly-sent | already-sent | awaiting-approval | empty | dry-run
     collected: CollectReport | None = None
     delivery: DeliveryReport | None = None
     lines: list[str] = field(default_factory=list)
@@ -103,7 +104,10 @@ def run_weekly(
             progress=progress,
             stop=stop,
         )
-    report.outcome = "dry-run" if dry_run else "sent"
+    if dry_run:
+        report.outcome = "dry-run"
+    else:
+        report.outcome = "sent" if report.delivery.status == "sent" else "partly-sent"
     if not dry_run:
         folder = publish_after_send(store, settings, week)
         if folder is not None:

@@ -2,8 +2,10 @@
 sharing one listening socket, or Werkzeug's reloader for development.
 
 Workers are forked after the socket is bound; each builds its own app (and so its own
-database connections and notice threads). Rate limits live in SQLite, so they hold across
-workers.
+database connections and notice threads). Rate limits and the notice queue live in SQLite, so
+they hold across workers. A worker never outlives its parent: the kernel sends it SIGTERM when
+the parent dies (PR_SET_PDEATHSIG on Linux), and a thread watching the parent does the same
+elsewhere, so a SIGKILLed `serve` leaves no process holding the port.
 
 waitress is configured from our settings (`waitress_options`): it reads X-Forwarded-For only
 from the trusted proxy (and then takes the client `NEWSLETTER_PROXY_HOPS` entries from the
@@ -14,12 +16,16 @@ and keeps enough of them open that slow clients cannot starve the others (`/heal
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import multiprocessing
+import os
 import resource
 import signal
 import socket
 import sys
+import threading
+import time
 from collections.abc import Callable
 from types import FrameType
 from typing import Any
@@ -112,11 +118,38 @@ def serve(
     _supervise(settings, sock, workers, threads)
 
 
-def _worker(settings: Settings, sock: socket.socket, threads: int) -> None:
+#: prctl(2) option: the signal this process gets when its parent dies
+PR_SET_PDEATHSIG = 1
+
+
+def _die_with(parent: int) -> None:
+    """SIGTERM to this process when `parent` is gone (it finishes its mails, then exits)."""
+    if sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+        except (OSError, AttributeError):
+            pass  # the watcher below still does it
+    if os.getppid() != parent:  # the parent died before the kernel could be told
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, name="watch-parent", daemon=True).start()
+
+
+def _worker(
+    settings: Settings, sock: socket.socket, threads: int, parent: int | None = None
+) -> None:
     def stop(signum: int, frame: FrameType | None) -> None:
         raise SystemExit(0)
 
     signal.signal(signal.SIGTERM, stop)
+    if parent is not None:
+        _die_with(parent)
     # waitress warns on every queued request; under load that is a log line per request
     logging.getLogger("waitress.queue").setLevel(logging.ERROR)
     app = create_app(settings, migrate=False)
@@ -136,7 +169,7 @@ def _supervise(settings: Settings, sock: socket.socket, workers: int, threads: i
     stopping = False
 
     def start() -> multiprocessing.process.BaseProcess:
-        process = context.Process(target=_worker, args=(settings, sock, threads))
+        process = context.Process(target=_worker, args=(settings, sock, threads, os.getpid()))
         process.start()
         return process
 

@@ -14,15 +14,12 @@ from typing import Any
 from flask import Blueprint, Response, jsonify, make_response, render_template, request
 
 from newsletter.errors import SubscriberError
-from newsletter.readers.notices import compose_notice
 from newsletter.readers.subscriptions import (
     SIGNUP_WINDOW,
     InvalidName,
-    Notice,
     RateLimited,
     request_signup,
 )
-from newsletter.settings import Settings
 from subscribers import csrf
 from subscribers.app import page, web
 
@@ -83,7 +80,7 @@ def subscribe() -> Any:
     email, name = _text(data, "email"), _text(data, "name")
     form = f"json from {origin}" if as_json else f"form on {origin}" if origin else "form at /"
     try:
-        notice = request_signup(w.store, w.settings, email, name=name, ip=ip, form=form)
+        request_signup(w.store, w.settings, email, name=name, ip=ip, form=form)
     except RateLimited:
         return _too_many()
     except SubscriberError as exc:
@@ -95,21 +92,10 @@ def subscribe() -> Any:
         if as_json:
             return _cors(make_response(jsonify(ok=False, error=message), 400))
         return _form_page(error=message, email=email[:254], name=name[:200], status=400)
-    if notice is not None:
-        w.mailer.submit(notice)
-    else:
-        # No mail is owed (asked within the hour, bounced...): compose one anyway on the same
-        # threads and drop it, so the work this answer leaves behind is the same either way.
-        w.mailer.pool.submit(_compose_only, w.settings, w.secret)
+    # The notice (if one is owed) was queued with the sign-up; a worker thread sends it. The
+    # workers are nudged either way, so the work this answer leaves behind looks the same.
+    w.mailer.nudge()
     return _thanks(as_json)
-
-
-#: what `_compose_only` composes: nobody's, never sent
-_UNSENT = Notice(0, "nobody@example.invalid", None, "confirm", 0.0, "unsent")
-
-
-def _compose_only(settings: Settings, secret: str) -> None:
-    compose_notice(settings, secret, _UNSENT).as_bytes()
 
 
 def _text(data: Any, key: str) -> str:

@@ -26,6 +26,8 @@ def test_every_command_has_help(run) -> None:
         ["dispatch", "build"],
         ["preview"],
         ["send"],
+        ["deliveries"],
+        ["deliveries", "reconcile"],
         ["subscribers", "add"],
         ["demo"],
     ):

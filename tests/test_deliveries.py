@@ -11,7 +11,7 @@ import sys
 import pytest
 from test_send_support import WEEK, add_subscribers, ready_week
 
-from newsletter.delivery.deliver import RetryPolicy, TokenBucket, hand_over, send_dispatch
+from newsletter.delivery.deliver import RetryPolicy, TokenBucket, send_dispatch
 from newsletter.delivery.message import Message
 from newsletter.delivery.senders import MemorySender
 from newsletter.errors import DispatchError, PermanentSendError, TemporarySendError
@@ -56,12 +56,22 @@ def test_a_lease_left_by_a_dead_process_on_this_host_is_taken_at_once(
         [dispatch_id, socket.gethostname(), int(dead.stdout)],
     )
     assert store.deliveries.acquire_lease(dispatch_id, ttl=60) is not None
-    # a live holder (this process) keeps it
+    # a live holder (another process: our parent) keeps it
     store.db.execute(
         "UPDATE delivery_leases SET holder = 'y', pid = ? WHERE dispatch_id = ?",
-        [os.getpid(), dispatch_id],
+        [os.getppid(), dispatch_id],
     )
     assert store.deliveries.acquire_lease(dispatch_id, ttl=60) is None
+    # a lease of this process that no run of it holds (its release failed on a full disk) is
+    # taken at once; one a run of this process holds is not
+    store.db.execute(
+        "UPDATE delivery_leases SET holder = 'z', pid = ? WHERE dispatch_id = ?",
+        [os.getpid(), dispatch_id],
+    )
+    held = store.deliveries.acquire_lease(dispatch_id, ttl=60)
+    assert held is not None
+    assert store.deliveries.acquire_lease(dispatch_id, ttl=60) is None
+    store.deliveries.release_lease(held)
 
 
 def test_send_refuses_while_another_process_holds_the_dispatch(
@@ -102,8 +112,9 @@ def test_limit_sends_part_and_the_next_run_the_rest(store: Store, settings: Sett
     emails = add_subscribers(store, 10)
     sender = MemorySender()
     first = send_dispatch(store, settings, sender, WEEK, limit=3)
-    assert first.sent == 3 and first.remaining == 7
-    assert store.dispatches.get(str(WEEK))["status"] == "sending"
+    assert first.sent == 3 and first.remaining == 7 and not first.ok
+    # readers are still queued: not "sent", and the next run says so until they are reached
+    assert store.dispatches.get(str(WEEK))["status"] == "partly sent"
     second = send_dispatch(store, settings, sender, WEEK)
     assert second.sent == 7 and second.remaining == 0
     assert sorted(m.to_addr for m in sender.sent) == emails
@@ -145,15 +156,26 @@ def test_temporary_failures_are_retried_then_recorded_with_attempts(
     assert tries == {emails[0]: 3, emails[1]: 4, emails[2]: 1}
 
 
-def test_hand_over_waits_the_longest_retry_after_of_a_batch() -> None:
+def test_a_retry_waits_the_longest_retry_after_of_its_batch(
+    store: Store, settings: Settings
+) -> None:
+    ready_week(store, settings)
+    emails = add_subscribers(store, 2)
+    asked = {emails[0]: 9.0, emails[1]: 3.0}
+
+    def limited(message: Message) -> TemporarySendError | None:
+        wait = asked.pop(message.to_addr, None)
+        return None if wait is None else TemporarySendError("429", retry_after=wait)
+
     waits: list[float] = []
-    answers = iter([TemporarySendError("429", retry_after=9.0), None])
-    sender = MemorySender(fail=lambda m: next(answers))
-    message = Message("a@example.org", "b@example.org", "", "s", "<p>h</p>", "t", "<1@x>")
-    ((result, attempts),) = hand_over(
-        sender, [message], RetryPolicy(attempts=3, backoff=1, max_delay=60), sleep=waits.append
-    )
-    assert result.ok and attempts == 2 and waits == [9.0]
+    sender = MemorySender(batch_size=2, fail=limited)
+    settings = settings.replace(retry_backoff=1, retry_max_delay=60)
+    report = send_dispatch(store, settings, sender, WEEK, sleep=waits.append)
+    assert report.ok and report.sent == 2
+    # the longer of the two, waited out once, by the run (less the moments since the answer)
+    assert len(waits) == 1 and 8.5 < waits[0] <= 9.0
+    attempts = store.db.execute("SELECT attempts FROM deliveries ORDER BY id").fetchall()
+    assert attempts == [(2,), (2,)]
 
 
 def test_backoff_doubles_with_jitter_and_is_capped() -> None:

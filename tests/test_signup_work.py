@@ -47,18 +47,17 @@ def live(env: dict[str, str]) -> Iterator[Live]:
         yield server
 
 
-def test_when_no_mail_is_owed_one_is_composed_anyway(
+def test_when_no_mail_is_owed_the_workers_are_nudged_all_the_same(
     live: Live, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import subscribers.signup
-
-    composed: list[str] = []
-    real = subscribers.signup._compose_only
-    monkeypatch.setattr(
-        subscribers.signup, "_compose_only", lambda *a: composed.append("x") or real(*a)
-    )
-    live.sign_up("twice@example.org")  # a mail is owed: the real one is sent
-    live.sign_up("twice@example.org")  # within the hour: nothing owed, the same work done
-    live.app.extensions["newsletter"].mailer.pool.shutdown(wait=True)
-    assert composed == ["x"]
+    mailer = live.app.extensions["newsletter"].mailer
+    nudges: list[str] = []
+    real = mailer.nudge
+    monkeypatch.setattr(mailer, "nudge", lambda: nudges.append("x") or real())
+    first = live.sign_up("twice@example.org")  # a mail is owed: the real one is sent
+    second = live.sign_up("twice@example.org")  # within the hour: nothing owed
+    assert mailer.drain()
+    assert (first.status_code, first.text) == (second.status_code, second.text)
+    assert nudges == ["x", "x"]
     assert len(list(live.settings.outbox.rglob("*.eml"))) == 1
+    assert live.store.notices.counts()["sent"] == 1

@@ -110,3 +110,68 @@ def test_rebuilding_a_referenced_table_keeps_the_rows_that_point_at_it(tmp_path:
     new_sql = store.db.execute("SELECT sql FROM sqlite_master WHERE name = 'subscribers'")
     assert "length(name) <= 500" in new_sql.fetchone()[0]
     store.close()
+
+
+@pytest.mark.parametrize("later", [False, True], ids=["before-m006", "all-but-m006"])
+def test_m006_upgrades_an_older_database_in_place(tmp_path: Path, later: bool) -> None:
+    """A file from before delivery accounting: a dispatch marked `sent` with readers never
+    reached becomes `partly sent`, old failures say whether they were final, and no row that
+    references a dispatch is lost to the table rebuild. `later`: the file already has every
+    migration after m006 (they were released first), so m006 runs on their tables."""
+    from sqlite_utils import Database
+    from sqlite_utils.migrations import Migrations
+
+    from newsletter.store.schema import MIGRATIONS
+
+    path = tmp_path / "old.db"
+    db = Database(path)
+    if later:
+        others = Migrations(MIGRATIONS.name)
+        for name, fn, transactional in MIGRATIONS._entries:
+            if name != "m006_delivery_accounting":
+                others(name=name, transactional=transactional)(fn)
+        others.apply(db)
+    else:
+        MIGRATIONS.apply(db, stop_before="m006_delivery_accounting")
+    now = "2026-06-15T07:00:00+00:00"
+    for week, number in (("2026-W24", 1), ("2026-W25", 2)):
+        db.execute(
+            "INSERT INTO dispatches (week, issue_number, status, created_at, updated_at)"
+            " VALUES (?, ?, 'sent', ?, ?)",
+            [week, number, now, now],
+        )
+    for n in range(4):
+        db.execute(
+            "INSERT INTO subscribers (email, status, created_at, updated_at)"
+            " VALUES (?, 'active', ?, ?)",
+            [f"r{n}@example.org", now, now],
+        )
+    rows = [
+        (1, 1, "sent", None),
+        (1, 2, "unknown", "in flight when a run stopped"),
+        (1, 3, "failed", "SMTP RCPT TO: 452 4.2.2 mailbox full"),
+        (1, 4, "failed", "SMTP RCPT TO: 550 5.1.1 no such user"),
+        (2, 1, "sent", None),
+        (2, 2, "failed", "postmark: HTTP 503: unavailable"),
+    ]
+    for dispatch_id, subscriber_id, status, error in rows:
+        db.execute(
+            "INSERT INTO deliveries (dispatch_id, subscriber_id, status, last_error, created_at,"
+            " updated_at) VALUES (?, ?, ?, ?, ?, ?)",
+            [dispatch_id, subscriber_id, status, error, now, now],
+        )
+    db.conn.commit()
+    db.close()
+
+    store = Store.open(path)
+    assert set(store.schema_version()) == set(MIGRATIONS.names)
+    assert store.db.execute("SELECT count(*) FROM deliveries").fetchone() == (6,)
+    assert store.dispatches.get("2026-W24")["status"] == "partly sent"
+    assert store.dispatches.get("2026-W25")["status"] == "partly sent"
+    assert store.deliveries.failed_by_kind(1) == {"permanent": 1, "temporary": 1}
+    assert store.deliveries.failed_by_kind(2) == {"permanent": 0, "temporary": 1}
+    assert store.db.execute("PRAGMA foreign_key_check").fetchall() == []
+    store.close()
+    again = Store.open(path)  # a second open changes nothing
+    assert again.dispatches.get("2026-W24")["status"] == "partly sent"
+    again.close()

@@ -96,7 +96,7 @@ def link_path(mail: EmailMessage, kind: str) -> str:
 @contextmanager
 def serving(settings: Settings) -> Iterator[Live]:
     """The app under waitress on 127.0.0.1, in a thread; stopped cleanly however loaded the
-    machine is (the same shutdown as issue 10's).
+    machine is.
 
     Everything that touches the server's sockets happens on the server's own thread: its loop
     polls until told to stop; then its request threads are shut down and waited for (they pull

@@ -14,6 +14,7 @@ from newsletter.demo import load_sample
 from newsletter.settings import Settings
 from newsletter.store import Store
 from newsletter.weekly import run_weekly
+from newsletter.weeks import Week
 
 MONDAY = datetime(2026, 6, 15, 7, 0, tzinfo=UTC)  # cron fires in the week after the signals
 
@@ -124,3 +125,18 @@ def test_the_shipped_systemd_units_match_what_print_systemd_writes() -> None:
         contrib / "newsletter-weekly.timer"
     ).read_text()
     assert settings_lines(shipped) == settings_lines(printed)
+
+
+def test_an_empty_week_after_a_sent_one_holds_no_negative_issue_number(
+    store: Store, settings: Settings
+) -> None:
+    ready_week(store, settings)
+    add_subscribers(store, 2)
+    sent = run_weekly(store, settings, MemorySender, week=WEEK, collect_feeds=False)
+    assert sent.outcome == "sent"
+    following = Week(2026, 25)
+    empty = run_weekly(store, settings, MemorySender, week=following, collect_feeds=False)
+    assert empty.outcome == "empty"
+    draft = store.dispatches.get(str(following))
+    assert draft["issue_number"] <= 0  # holds no number until it gets a signal
+    assert draft["subject"] == settings.name  # not "The Brief #-2"

@@ -10,6 +10,7 @@ from newsletter.dispatch.build import load_dispatch
 from newsletter.errors import DispatchError
 from newsletter.settings import Settings
 from newsletter.store import Store
+from newsletter.store.dispatches import FROZEN
 from newsletter.weeks import Week
 
 
@@ -40,7 +41,7 @@ def preflight(
     must not hold up a send.
     """
     dispatch = load_dispatch(store, settings, week)
-    if dispatch is None or dispatch.status in ("sending", "sent"):
+    if dispatch is None or dispatch.status in FROZEN:
         return None
     if dispatch.status != "approved" and not unapproved:
         return None  # the send refuses an unapproved dispatch itself, before any work

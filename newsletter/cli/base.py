@@ -53,6 +53,16 @@ class App:
         return settings
 
     @property
+    def db_path(self) -> Path | None:
+        """The database file, when the settings can say (for error messages)."""
+        if self.db_override is not None:
+            return self.db_override
+        try:
+            return self.settings.db
+        except NewsletterError:
+            return None
+
+    @property
     def store(self) -> Store:
         if self._store is None:
             from newsletter.store import Store
@@ -80,13 +90,24 @@ class App:
 
 
 class Root(LazyGroup):
-    """Turns every NewsletterError into one line on stderr and exit code 1."""
+    """Turns every NewsletterError, and any storage error of the database (a full disk, a damaged
+    or read-only file), into one line on stderr and exit code 1."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
         except NewsletterError as exc:
             raise click.ClickException(str(exc)) from None
+        except Exception as exc:
+            # sqlite3 is loaded only by commands that opened the database; --help never has
+            sqlite3 = sys.modules.get("sqlite3")
+            if sqlite3 is None or not isinstance(exc, sqlite3.DatabaseError):
+                raise
+            from newsletter.store import storage_error
+
+            app = ctx.find_object(App)
+            path = app.db_path if app is not None else None
+            raise click.ClickException(str(storage_error(path, exc))) from None
 
 
 def _logging(verbose: int, quiet: bool, level_name: str) -> None:

@@ -18,6 +18,7 @@ from newsletter.cli.base import PARTIAL, App, cli, pass_app, week_option
 
 if TYPE_CHECKING:
     from newsletter.delivery.deliver import DeliveryReport, Progress, ProgressCallback
+    from newsletter.store.deliveries import Unresolved
     from newsletter.weeks import Week
 
 log = logging.getLogger("newsletter.send")
@@ -89,36 +90,99 @@ def _progress_display(quiet: bool) -> Iterator[ProgressCallback | None]:
 
 
 def _summary(report: DeliveryReport) -> None:
-    """The closing lines of a run; failures go to stderr, at most 20 of them."""
+    """The closing lines of a run; failures and what to do go to stderr (20 failures at most)."""
+    week = report.week
     if report.already_sent:
-        click.echo(f"dispatch {report.week} was already sent; nothing to do")
+        click.echo(f"dispatch {week} was already sent; nothing to do")
         return
     if report.dry_run:
         click.echo(
-            f"dispatch {report.week}: {report.sent} messages built (dry run), none sent"
+            f"dispatch {week}: {report.sent} messages built (dry run), none sent"
             f" ({report.elapsed:.1f} s)"
         )
         return
-    parts = [f"{report.sent} sent", f"{report.failed} failed"]
+    _resolution(report)
+    failed = f"{report.failed} failed"
+    if report.failed_temporary:
+        failed += f" ({report.failed_temporary} temporarily, out of retries)"
+    parts = [f"{report.sent} sent", failed]
     if report.unknown:
-        parts.append(f"{report.unknown} unknown (in flight when a run stopped; not re-sent)")
+        parts.append(f"{report.unknown} unknown")
     if report.bounced:
         parts.append(f"{report.bounced} hard bounces marked bounced")
     if report.remaining:
         parts.append(f"{report.remaining} still queued")
-    click.echo(f"dispatch {report.week}: " + ", ".join(parts) + f" in {report.elapsed:.1f} s")
+    click.echo(f"dispatch {week}: " + ", ".join(parts) + f" in {report.elapsed:.1f} s")
     for error in report.errors[:20]:
         click.echo(f"  {error}", err=True)
     if len(report.errors) > 20:
         click.echo(f"  ... and {len(report.errors) - 20} more: `newsletter deliveries`", err=True)
-    if report.unknown:
+    if report.unavailable:
+        click.echo(f"  stopped: {report.unavailable}", err=True)
+    if report.paused:
         click.echo(
-            "  unknown deliveries may or may not have reached the reader; "
-            "`newsletter send --retry-unknown` sends them again",
+            f"  paused: {report.paused}. Fix the cause, then `newsletter send --week {week}`"
+            " resumes",
             err=True,
         )
-    if report.stopped:
+    elif report.stopped:
         click.echo("  stopped before the end: run `newsletter send` again to resume", err=True)
+    if report.status == "partly sent":
+        unresolved_lines(report)
+
+
+def _resolution(report: DeliveryReport) -> None:
+    found = report.resolution
+    if not found.found:
+        return
+    parts = []
+    if found.accepted:
+        parts.append(f"{found.accepted} found in the provider's record (sent)")
+    if found.never_arrived:
+        parts.append(f"{found.never_arrived} never arrived (queued again)")
+    if found.repeated:
+        parts.append(f"{found.repeated} repeated under their idempotency key")
+    if found.left:
+        parts.append(f"{found.left} still unknown")
+    click.echo(f"unanswered hand-offs from an earlier run: {', '.join(parts)}")
+
+
+def unresolved_lines(report: DeliveryReport) -> None:
+    """What keeps a partly sent dispatch from being sent, each with the command that resolves it."""
+    _unresolved_lines(report.week, report.unresolved, report.unknown_why)
+
+
+def _unresolved_lines(week: str, left: Unresolved, unknown_why: str | None = None) -> None:
+    click.echo(f"dispatch {week} is partly sent; not yet resolved:", err=True)
+    if left.queued:
+        click.echo(
+            f"  {left.queued} still queued: `newsletter send --week {week}` sends them", err=True
+        )
+    if left.sending:
+        click.echo(f"  {left.sending} being handed over by another run", err=True)
+    if left.unknown:
+        why = unknown_why or "their hand-off got no answer"
+        click.echo(
+            f"  {left.unknown} unknown ({why}): `newsletter deliveries reconcile --week {week}`"
+            f" asks again; `newsletter send --week {week} --retry-unknown` sends them again,"
+            " which may give some readers two copies",
+            err=True,
+        )
+    if left.failed_temporary:
+        click.echo(
+            f"  {left.failed_temporary} failed temporarily and ran out of retries:"
+            f" `newsletter send --week {week} --retry-failed` tries them again",
+            err=True,
+        )
+
+
+def _exit(report: DeliveryReport) -> None:
+    """0 done, 3 partly done, 1 when the sender could take nothing at all."""
+    if report.ok or report.dry_run or report.already_sent:
+        return
+    if report.unavailable and report.sent == 0 and not report.resolution.found:
+        sys.exit(1)
+    sys.exit(PARTIAL)
 
 
 def preflight(
@@ -174,7 +238,8 @@ def preflight(
 @click.option(
     "--retry-unknown",
     is_flag=True,
-    help="Also send to those whose hand-off was in flight when a run was killed (may duplicate).",
+    help="Also send again to those whose hand-off got no answer and could not be resolved"
+    " from the provider (may duplicate).",
 )
 @click.option(
     "--retry-failed", is_flag=True, help="Try the deliveries that failed in earlier runs again."
@@ -194,8 +259,10 @@ def send(
     """Send the dispatch to every active subscriber, exactly once each.
 
     Every delivery is recorded before and after its hand-off, so a killed run can simply be
-    started again. Exit code 0 when everyone was reached, 3 when some deliveries failed, are
-    unknown or the run was stopped, 1 when nothing could be sent.
+    started again: it first resolves what the killed run left unanswered (from the provider's
+    record, or by an idempotent repeat), then sends the rest. Exit code 0 when everyone was
+    reached, 3 when some deliveries failed, are unknown or still queued (the dispatch is
+    "partly sent"; the output names the command for each), 1 when nothing could be sent.
     """
     from newsletter.delivery.deliver import send_dispatch
     from newsletter.delivery.senders import make_sender
@@ -225,8 +292,7 @@ def send(
     if not dry_run and not report.already_sent:
         publish_after_send(app.store, app.settings, week)  # logs; so before the summary
     _summary(report)
-    if not report.ok:
-        sys.exit(PARTIAL)
+    _exit(report)
 
 
 @cli.command()
@@ -279,6 +345,7 @@ def weekly(
         click.echo(line)
     if report.delivery is not None:
         _summary(report.delivery)
+        _exit(report.delivery)
     if not report.ok:
         sys.exit(PARTIAL)
 
@@ -291,32 +358,89 @@ def _executable() -> Path:
     return Path(sys.executable).parent / "newsletter"
 
 
-@cli.command()
+@cli.group(invoke_without_command=True)
 @week_option
 @click.option(
     "--limit", type=click.IntRange(min=0), default=50, show_default=True, help="Failures to list."
 )
-@pass_app
-def deliveries(app: App, week_text: str | None, limit: int) -> None:
-    """Counts by status for the week's dispatch, and the failures with their reasons."""
+@click.pass_context
+def deliveries(ctx: click.Context, week_text: str | None, limit: int) -> None:
+    """Counts by status for the week's dispatch, and the failures with their reasons.
+
+    Failures are final (permanent: the address or message was refused) or retryable
+    (temporary, out of retries: `send --retry-failed`). `deliveries reconcile` resolves the
+    unknown ones from the provider's own record.
+    """
+    if ctx.invoked_subcommand is not None:
+        return
     from newsletter.dispatch.build import no_dispatch
 
+    app = ctx.find_object(App)
+    assert app is not None
     week = app.week(week_text)
     row = app.store.dispatches.get(str(week))
     if row is None:
         raise no_dispatch(app.store, app.settings, week)
-    counts = app.store.deliveries.counts(row["id"])
+    store = app.store.deliveries
+    counts = store.counts(row["id"])
+    kinds = store.failed_by_kind(row["id"])
     click.echo(f"dispatch {week} ({row['status']}): {sum(counts.values())} deliveries")
     for status, count in counts.items():
-        click.echo(f"  {status:<8} {count}")
-    failures = app.store.deliveries.failures(row["id"], limit=limit)
+        extra = ""
+        if status == "failed" and count:
+            extra = (
+                f"  ({kinds['permanent']} permanent: final;"
+                f" {kinds['temporary']} temporary: retryable)"
+            )
+        click.echo(f"  {status:<8} {count}{extra}")
+    left = store.unresolved(row["id"])
+    if row["status"] == "partly sent" or left.total:
+        _unresolved_lines(str(week), left)
+    failures = store.failures(row["id"], limit=limit)
     if failures:
         click.echo("failures:")
     for failure in failures:
+        state = failure["status"]
+        if state == "failed":
+            state = f"failed ({failure['failure'] or 'permanent'})"
         click.echo(
-            f"  {failure['status']:<8} {failure['email']}  (attempts {failure['attempts']})"
+            f"  {state:<20} {failure['email']}  (attempts {failure['attempts']})"
             f"  {failure['last_error'] or ''}"
         )
     missing = counts["failed"] + counts["unknown"] - len(failures)
     if missing > 0:
         click.echo(f"  ... and {missing} more (--limit)")
+
+
+@deliveries.command("reconcile")
+@week_option
+@pass_app
+def deliveries_reconcile(app: App, week_text: str | None) -> None:
+    """Resolve unknown deliveries from the provider's own record, sending nothing new.
+
+    Asks the provider about each delivery whose hand-off got no answer (Postmark's message
+    search, Mailgun's events, the file sender's outbox) or repeats its batch under the same
+    idempotency key (Resend, within 23 hours); those found never to have arrived are queued
+    for the next `send`. SMTP, SendGrid and SES cannot be asked. Exit code 3 while some stay
+    unknown.
+    """
+    from newsletter.delivery.deliver import reconcile_dispatch
+    from newsletter.delivery.senders import make_sender
+    from newsletter.dispatch.build import no_dispatch
+
+    week = app.week(week_text)
+    if app.store.dispatches.get(str(week)) is None:
+        raise no_dispatch(app.store, app.settings, week)
+    with make_sender(app.settings) as sender:
+        report = reconcile_dispatch(app.store, app.settings, sender, week)
+    found = report.resolution
+    if not found.found:
+        click.echo(f"dispatch {week}: no unknown deliveries")
+    else:
+        _resolution(report)
+    if report.status == "partly sent":
+        unresolved_lines(report)
+    else:
+        click.echo(f"dispatch {week}: sent (nothing unresolved)")
+    if report.unknown:
+        sys.exit(PARTIAL)

@@ -6,7 +6,6 @@ import io
 import json
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import click
 
@@ -14,31 +13,40 @@ from newsletter.cli.base import PARTIAL, App, cli, pass_app
 from newsletter.cli.table import table
 from newsletter.store.subscribers import STATUSES
 
-if TYPE_CHECKING:
-    from newsletter.readers.subscriptions import Notice
-
 
 @cli.group()
 def subscribers() -> None:
     """The people the dispatch goes to."""
 
 
-def _mail_notices(app: App, notices: list[Notice]) -> None:
-    """Confirmation mails for new pending subscribers, through the configured sender."""
-    if not notices:
+def _mail_notices(app: App) -> None:
+    """Send the confirmation mails just queued, with any an earlier command or a stopped
+    `serve` left owed, through the configured sender (the same path `serve` uses)."""
+    counts = app.store.notices.counts()
+    if not counts["queued"] and not counts["unknown"]:
         return
     from newsletter.delivery.senders import make_sender
-    from newsletter.readers.notices import send_notices
+    from newsletter.readers.notices import send_owed_notices
 
     with (
         make_sender(app.settings) as sender,
-        click.progressbar(length=len(notices), label="confirmation mails", file=sys.stderr) as bar,
+        click.progressbar(
+            length=counts["queued"], label="confirmation mails", file=sys.stderr
+        ) as bar,
     ):
-        sent, errors = send_notices(app.store, app.settings, sender, notices, progress=bar.update)
-    click.echo(f"{sent} confirmation mail(s) sent")
-    for error in errors:
+        report = send_owed_notices(app.store, app.settings, sender, progress=bar.update)
+    click.echo(f"{report.sent} confirmation mail(s) sent")
+    for error in report.errors:
         click.echo(f"not sent: {error}", err=True)
-    if errors:
+    if report.waiting:
+        click.echo(
+            f"{report.waiting} could not be sent yet and wait for a retry: `newsletter serve`"
+            " or the next `subscribers add` sends them",
+            err=True,
+        )
+    if report.stopped:
+        click.echo(f"stopped: {report.stopped}", err=True)
+    if report.errors or report.waiting or report.stopped:
         sys.exit(PARTIAL)
 
 
@@ -60,7 +68,7 @@ def subscribers_add(app: App, email: str, name: str | None, confirmed: bool) -> 
     if result.outcome == "refused":
         raise click.ClickException(f"{sub.email} is {sub.status}; not re-subscribed")
     click.echo(f"{sub.email}: {sub.status} ({result.outcome})")
-    _mail_notices(app, [result.notice] if result.notice else [])
+    _mail_notices(app)
 
 
 @subscribers.command("import")
@@ -95,7 +103,8 @@ def subscribers_import(
         f"{prefix}{len(report.added)} added, {len(report.updated)} updated, "
         f"{len(report.skipped)} skipped, {len(report.invalid)} invalid"
     )
-    _mail_notices(app, report.notices)
+    if not dry_run:
+        _mail_notices(app)
 
 
 @subscribers.command("export")

@@ -6,13 +6,17 @@ per-reader slots, so a message costs microseconds, not the milliseconds of a MIM
 
 from __future__ import annotations
 
+import itertools
+import secrets
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cached_property
 
 from markupsafe import escape
 
 from newsletter.delivery.headers import display_name, header_text
-from newsletter.delivery.message import Message, MimeTemplate, Prebuilt, new_message_id
+from newsletter.delivery.message import Message, MimeTemplate, Prebuilt
 from newsletter.dispatch.render import Rendered
 from newsletter.engagement.links import reader_part
 from newsletter.models import Subscriber
@@ -79,6 +83,17 @@ class Composer:
             constant["Reply-To"] = settings.reply_to
         return mailto, constant, settings.from_domain
 
+    @cached_property
+    def _ids(self) -> tuple[str, Iterator[int]]:
+        """A random prefix for this composer and a counter: unique Message-IDs without asking
+        the OS for randomness per message (a system call that is slow on some machines)."""
+        return secrets.token_hex(8), itertools.count()
+
+    def new_message_id(self) -> str:
+        prefix, counter = self._ids
+        domain = self._list_headers[2]
+        return f"<{int(time.time())}.{prefix}{next(counter):x}@{domain}>"
+
     def unsubscribe_url(self, subscriber: Subscriber) -> str:
         # A sample reader (preview, test mail) has no nonce: its link is well-formed and
         # stable, and acts on nobody (no subscriber has id 0 or that nonce).
@@ -86,7 +101,10 @@ class Composer:
         token = unsubscribe_token(self.secret, subscriber.id, nonce)
         return f"{self.settings.public_url}/unsubscribe/{token}"
 
-    def compose(self, subscriber: Subscriber, *, subject_prefix: str = "") -> Message:
+    def compose(
+        self, subscriber: Subscriber, *, subject_prefix: str = "", message_id: str | None = None
+    ) -> Message:
+        """`message_id`: the identity given at the delivery's first claim (a retry reuses it)."""
         url = self.unsubscribe_url(subscriber)
         values = reader_values(self.settings, subscriber, url)
         if self.rendered.per_reader_links:  # the reader's part of every tracked link
@@ -94,7 +112,7 @@ class Composer:
         html_values = {k: str(escape(v)) for k, v in values.items()}
         html = self.rendered.html.fill(html_values)
         text = self.rendered.text.fill(values)
-        mailto, constant, domain = self._list_headers
+        mailto, constant, _ = self._list_headers
         headers = {"List-Unsubscribe": f"<{url}>, {mailto}", **constant}
         settings = self.settings
         return Message(
@@ -104,7 +122,7 @@ class Composer:
             subject=header_text(subject_prefix + self.rendered.subject),
             html=html,
             text=text,
-            message_id=new_message_id(domain),
+            message_id=message_id or self.new_message_id(),
             headers=headers,
             tag=self.tag,
             prebuilt=Prebuilt(self.template, values, html_values, html, text),

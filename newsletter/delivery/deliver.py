@@ -1,37 +1,105 @@
-"""Sending a dispatch to every active subscriber exactly once.
+"""Sending a dispatch to every active subscriber exactly once: the delivery state machine.
 
-Each (dispatch, subscriber) delivery row is committed as `sending` before the hand-off and as
-`sent` or `failed` after it, so a run killed at any point can be resumed without a second copy:
-rows found `sending` at the next start were in flight at the kill and become `unknown`, which
-are not sent again unless the operator asks. A lease in the database keeps a second process off
-the same dispatch. Worker threads only talk to the sender (one SMTP connection each); every
-database write happens here on the calling thread.
+A delivery row per (dispatch, subscriber) moves like this, each step one durable commit:
+
+    queued --claim--> sending --answer--> sent
+      ^  ^                |        +----> failed, permanent (final) or temporary (out of retries)
+      |  |                |        +----> unknown (handed over, no readable answer)
+      |  +-- retry_at ----+ a temporary failure waits here, `queued`, until its backoff is over
+      +--- not handed over after all (the sender stopped, a request split, a run paused)
+    unknown --resolve--> sent (the provider's record has it, or an idempotent repeat answered)
+                     --> queued (the record shows it never arrived)
+
+Identity is fixed at the first claim: the Message-ID (kept on every retry and repeat) and the
+batch key (the same messages in the same order; an idempotent provider's key). A run killed at
+any point leaves `sending` only what was in flight, at most (concurrency + 1) hand-offs; the
+next run (or `deliveries reconcile`) resolves those from evidence before anything else is sent,
+and never sends a second copy unless the operator asks (`--retry-unknown`). Waits for a retry
+happen here, with the row `queued`, so a kill during one loses nothing and duplicates nothing.
+
+A lease in the database keeps a second process off the same dispatch. Worker threads only talk
+to the sender, one attempt each; every database write and every decision happens here, on the
+calling thread. After `error_threshold` hand-offs in a row fail for reasons not about any
+recipient (a broken server, refused credentials), the run pauses and leaves the rest queued.
 """
 
 from __future__ import annotations
 
 import logging
-import random
+import sqlite3
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from newsletter.delivery.compose import Composer
-from newsletter.delivery.message import Message
-from newsletter.delivery.senders.base import Sender, SenderUnavailable, SendResult, UnknownOutcome
+from newsletter.delivery.message import Message, check_recipient
+from newsletter.delivery.pacing import RetryPolicy, RunClock, TokenBucket
+from newsletter.delivery.resolve import (
+    ACCEPTED,
+    NEVER_ARRIVED,
+    cannot_resolve_why,
+    lookup_verdict,
+    may_repeat,
+    not_yet_why,
+)
+from newsletter.delivery.senders.base import (
+    RejectedRequest,
+    Sender,
+    SenderUnavailable,
+    SendResult,
+    UnknownOutcome,
+    batch_key,
+)
 from newsletter.dispatch.build import load_dispatch, no_dispatch
 from newsletter.dispatch.render import Rendered, frozen_rendering
 from newsletter.engagement.tracking import keep_links, render_tracked
-from newsletter.errors import DispatchError, PermanentSendError, SendError, TemporarySendError
-from newsletter.models import Dispatch, Subscriber
+from newsletter.errors import (
+    DispatchError,
+    PermanentSendError,
+    SendError,
+    StoreError,
+    TemporarySendError,
+)
+from newsletter.models import Dispatch
 from newsletter.settings import Settings
 from newsletter.store import Store
-from newsletter.store.deliveries import Lease, Outcome
+from newsletter.store.deliveries import Claim, Lease, Outcome, Pending, Unresolved
+from newsletter.store.dispatches import FROZEN
 from newsletter.weeks import Week
 
+__all__ = [
+    "DeliveryReport",
+    "Progress",
+    "ProgressCallback",
+    "Resolution",
+    "RetryPolicy",
+    "TokenBucket",
+    "reconcile_dispatch",
+    "send_dispatch",
+]
+
 log = logging.getLogger(__name__)
+
+#: errors kept for the summary (the rest are counted, and `deliveries` lists them all)
+MAX_ERRORS = 1000
+
+
+@dataclass
+class Resolution:
+    """What became of the `unknown` rows found at the start of a run."""
+
+    accepted: int = 0  # in the provider's record: sent
+    never_arrived: int = 0  # not in it, and it has had time: queued again
+    repeated: int = 0  # the same request again, for an idempotent provider to answer
+    left: int = 0  # still unknown
+    why: str = ""  # why those are left
+
+    @property
+    def found(self) -> int:
+        return self.accepted + self.never_arrived + self.repeated + self.left
 
 
 @dataclass
@@ -39,15 +107,22 @@ class DeliveryReport:
     week: str
     total: int = 0
     sent: int = 0
-    failed: int = 0
-    unknown: int = 0
+    failed: int = 0  # this run: permanent failures and temporary ones out of retries
+    failed_temporary: int = 0
+    unknown: int = 0  # at the end, the whole dispatch
     skipped: int = 0
-    remaining: int = 0
+    remaining: int = 0  # still queued at the end
     bounced: int = 0
     dry_run: bool = False
     already_sent: bool = False
     stopped: bool = False
+    paused: str = ""  # why the error threshold paused the run
+    unavailable: str = ""  # why the sender could take nothing more
+    status: str = ""  # the dispatch's status at the end
     elapsed: float = 0.0
+    resolution: Resolution = field(default_factory=Resolution)
+    unresolved: Unresolved = field(default_factory=Unresolved)
+    unknown_why: str = ""  # why the unknown rows could not be resolved (yet)
     errors: list[str] = field(default_factory=list)
 
     @property
@@ -56,8 +131,14 @@ class DeliveryReport:
 
     @property
     def ok(self) -> bool:
-        """Everyone this run was asked to reach got the message (nothing failed or unknown)."""
-        return self.failed == 0 and self.unknown == 0 and not self.stopped
+        """Everyone this run was asked to reach got the message, and nothing is unresolved."""
+        return (
+            self.failed == 0
+            and self.unresolved.total == 0
+            and not self.stopped
+            and not self.paused
+            and not self.unavailable
+        )
 
 
 @dataclass(frozen=True)
@@ -81,94 +162,39 @@ class Progress:
 
 
 ProgressCallback = Callable[[Progress], None]
+#: what one attempt came back with: an answer per message, and the error if the call failed whole
+Answer = tuple[list[SendResult], SendError | None]
 
 
-@dataclass(frozen=True)
-class RetryPolicy:
-    """Exponential backoff with jitter; a Retry-After is waited out (up to max_delay)."""
-
-    attempts: int = 5
-    backoff: float = 2.0
-    max_delay: float = 120.0
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> RetryPolicy:
-        return cls(settings.retry_limit, settings.retry_backoff, settings.retry_max_delay)
-
-    def delay(self, attempt: int, retry_after: float | None = None) -> float:
-        ceiling = min(self.max_delay, self.backoff * 2 ** (attempt - 1))
-        wait_for = random.uniform(ceiling / 2, ceiling)
-        if retry_after is not None:
-            wait_for = max(wait_for, min(retry_after, self.max_delay))
-        return wait_for
+def _attempt(sender: Sender, messages: list[Message]) -> Answer:
+    """One hand-off, on a worker thread. It never retries and never sleeps."""
+    try:
+        answered = sender.send(messages)
+    except SendError as exc:
+        return [SendResult(m, error=exc) for m in messages], exc
+    if len(answered) != len(messages):
+        lost = UnknownOutcome(
+            f"{sender.name}: {len(answered)} answers for {len(messages)} messages"
+        )
+        return [SendResult(m, error=lost) for m in messages], lost
+    return list(answered), None
 
 
-class TokenBucket:
-    """Holds the average rate at `rate` messages a second, with at most a second's burst."""
-
-    def __init__(
-        self,
-        rate: float,
-        *,
-        clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], None] = time.sleep,
-    ) -> None:
-        self.rate = rate
-        self.clock = clock
-        self.sleep = sleep
-        self.tokens = max(rate, 1.0)
-        self.stamp = clock()
-
-    def take(self, count: int = 1) -> None:
-        if self.rate <= 0:
-            return
-        now = self.clock()
-        self.tokens = min(max(self.rate, 1.0), self.tokens + (now - self.stamp) * self.rate)
-        self.stamp = now
-        self.tokens -= count
-        if self.tokens < 0:
-            self.sleep(-self.tokens / self.rate)
+@dataclass
+class _Handoff:
+    rows: list[Pending]  # as claimed: identity, batch key and attempts of this hand-off
+    messages: list[Message]
+    key: str
+    repeat: bool = False  # the same request as an unanswered one, for an idempotent sender
+    repeats: int = 0
 
 
-def hand_over(
-    sender: Sender,
-    messages: Sequence[Message],
-    policy: RetryPolicy,
-    *,
-    sleep: Callable[[float], None] = time.sleep,
-    stop: threading.Event | None = None,
-) -> list[tuple[SendResult, int]]:
-    """Send, retrying temporary failures; one (final result, attempts) per message, in order.
-
-    Runs on a worker thread. SenderUnavailable propagates: the whole run stops.
-    """
-    results: list[SendResult | None] = [None] * len(messages)
-    attempts = [0] * len(messages)
-    pending = list(range(len(messages)))
-    for attempt in range(1, policy.attempts + 1):
-        batch = [messages[i] for i in pending]
-        try:
-            answered = sender.send(batch)
-        except SenderUnavailable:
-            raise
-        except SendError as exc:
-            answered = [SendResult(m, error=exc) for m in batch]
-        retry, retry_after = [], None
-        for i, result in zip(pending, answered, strict=True):
-            if isinstance(result.error, SenderUnavailable):
-                raise result.error
-            results[i], attempts[i] = result, attempt
-            if isinstance(result.error, TemporarySendError):
-                retry.append(i)
-                if result.error.retry_after is not None:
-                    retry_after = max(retry_after or 0.0, result.error.retry_after)
-        if not retry or attempt == policy.attempts or (stop is not None and stop.is_set()):
-            break
-        delay = policy.delay(attempt, retry_after)
-        log.info("%d temporary failures; retrying in %.1f s", len(retry), delay)
-        sleep(delay)
-        pending = retry
-    return [(r, n) for r, n in zip(results, attempts, strict=True) if r is not None]
+@dataclass(order=True)
+class _Repeat:
+    due: float
+    seq: int
+    rows: list[Pending] = field(compare=False)
+    repeats: int = field(compare=False, default=0)
 
 
 def _rendering(store: Store, settings: Settings, dispatch: Dispatch) -> Rendered:
@@ -206,6 +232,17 @@ def _checked_dispatch(
     return dispatch
 
 
+def _lease(store: Store, settings: Settings, dispatch: Dispatch) -> Lease:
+    lease = store.deliveries.acquire_lease(dispatch.id, settings.send_lease)
+    if lease is None:
+        holder = store.deliveries.lease_of(dispatch.id) or {}
+        raise DispatchError(
+            f"dispatch {dispatch.week} is being sent by another process (pid"
+            f" {holder.get('pid')} on {holder.get('host')}); nothing was done by this one"
+        )
+    return lease
+
+
 def send_dispatch(
     store: Store,
     settings: Settings,
@@ -221,7 +258,12 @@ def send_dispatch(
     stop: threading.Event | None = None,
     sleep: Callable[[float], None] | None = None,
 ) -> DeliveryReport:
-    """Send the week's dispatch to every active subscriber not yet sent it."""
+    """Send the week's dispatch to every active subscriber not yet sent it.
+
+    Unknown rows from earlier runs are resolved first (the sender's record, or an idempotent
+    repeat); `retry_unknown` then queues the rest again (which may duplicate them) and
+    `retry_failed` the failed ones. `sleep` replaces the waits (tests).
+    """
     report = DeliveryReport(str(week), dry_run=dry_run)
     dispatch = _checked_dispatch(
         store,
@@ -232,24 +274,80 @@ def send_dispatch(
     )
     if dispatch is None:
         report.already_sent = True
+        report.status = "sent"
         return report
     if dry_run:
         return _dry_run(store, settings, dispatch, report, limit)
-    lease = store.deliveries.acquire_lease(dispatch.id, settings.send_lease)
-    if lease is None:
-        holder = store.deliveries.lease_of(dispatch.id) or {}
-        raise DispatchError(
-            f"dispatch {week} is being sent by another process (pid {holder.get('pid')} on"
-            f" {holder.get('host')}); nothing was sent by this one"
-        )
+    _leased_run(
+        store,
+        settings,
+        sender,
+        dispatch,
+        report,
+        stop=stop,
+        sleep=sleep,
+        resolve_only=False,
+        retry_unknown=retry_unknown,
+        retry_failed=retry_failed,
+        limit=limit,
+        progress=progress,
+    )
+    return report
+
+
+def reconcile_dispatch(
+    store: Store,
+    settings: Settings,
+    sender: Sender,
+    week: Week,
+    *,
+    stop: threading.Event | None = None,
+    sleep: Callable[[float], None] | None = None,
+) -> DeliveryReport:
+    """Resolve the week's unknown deliveries from evidence, sending nothing new.
+
+    Rows left `sending` by a killed run become unknown; each is looked up in the provider's
+    record, or (idempotent providers) its batch is repeated for the provider to answer. Rows
+    found never to have arrived are queued again for the next `send`.
+    """
+    report = DeliveryReport(str(week))
+    dispatch = load_dispatch(store, settings, week)
+    if dispatch is None:
+        raise DispatchError(f"no dispatch for {week}")
+    if dispatch.status not in FROZEN:
+        raise DispatchError(f"dispatch {week} is {dispatch.status}: nothing has been sent yet")
+    _leased_run(
+        store, settings, sender, dispatch, report, stop=stop, sleep=sleep, resolve_only=True
+    )
+    return report
+
+
+def _leased_run(
+    store: Store,
+    settings: Settings,
+    sender: Sender,
+    dispatch: Dispatch,
+    report: DeliveryReport,
+    *,
+    stop: threading.Event | None,
+    sleep: Callable[[float], None] | None,
+    resolve_only: bool,
+    retry_unknown: bool = False,
+    retry_failed: bool = False,
+    limit: int | None = None,
+    progress: ProgressCallback | None = None,
+) -> None:
+    """One run under the dispatch's lease, released whatever happens."""
+    lease = _lease(store, settings, dispatch)
     try:
-        run = _Run(store, settings, sender, dispatch, report, lease, stop or threading.Event())
+        stop = stop or threading.Event()
+        run = _Run(store, settings, sender, dispatch, report, lease, stop, RunClock(stop, sleep))
+        run.resolve_only = resolve_only
         run.prepare(retry_unknown=retry_unknown, retry_failed=retry_failed, limit=limit)
-        run.loop(limit=limit, progress=progress, sleep=sleep)
+        run.loop(limit=limit, progress=progress)
         run.finish()
     finally:
         store.deliveries.release_lease(lease)
-    return report
 
 
 def _dry_run(
@@ -270,7 +368,8 @@ def _dry_run(
 
 
 class _Run:
-    """One sending run: claims rows, feeds the worker pool, records every answer."""
+    """One run: resolves what an earlier run left unknown, claims rows, feeds the worker pool,
+    decides what each answer means, and records it."""
 
     def __init__(
         self,
@@ -281,6 +380,7 @@ class _Run:
         report: DeliveryReport,
         lease: Lease,
         stop: threading.Event,
+        clock: RunClock,
     ) -> None:
         self.store = store
         self.settings = settings
@@ -289,46 +389,118 @@ class _Run:
         self.report = report
         self.lease = lease
         self.stop = stop
+        self.clock = clock
         self.deliveries = store.deliveries
         self.policy = RetryPolicy.from_settings(settings)
         self.started = time.perf_counter()
+        self.resolve_only = False
+        self.repeats: list[_Repeat] = []  # unanswered batches to repeat (idempotent senders)
+        self.splits: deque[list[Pending]] = deque()  # halves of a refused request
+        self.waiting = 0  # rows queued with a retry time
+        self.page: list[Pending] = []
+        self.after_id = 0
+        self.exhausted = False
+        self.streak = 0  # hand-offs in a row that failed for reasons not about a recipient
+        self.streak_rows: list[tuple[int, str]] = []  # (delivery id, failure) of those
+        self.hold_until = 0.0  # the provider asked us to slow down: no hand-off before this
+        self.outcomes: list[Outcome] = []  # settled, not yet recorded (one commit per wait)
+        self.bounces: list[tuple[int, str]] = []
+        self._seq = 0
+
+    # -- before the loop ----------------------------------------------------------------------
 
     def prepare(self, *, retry_unknown: bool, retry_failed: bool, limit: int | None) -> None:
         rendered = _rendering(self.store, self.settings, self.dispatch)
         secret = self.store.secret_key(self.settings.secret_key)
         self.composer = Composer(rendered, self.settings, secret, self.dispatch.week)
-        dispatch_id = self.dispatch.id
-        self.deliveries.queue(dispatch_id)
-        found = self.deliveries.in_flight_to_unknown(dispatch_id)
+        dispatch_id, deliveries = self.dispatch.id, self.deliveries
+        if not self.resolve_only:
+            deliveries.queue(dispatch_id)
+            if self.dispatch.status == "partly sent":
+                self.store.dispatches.update(dispatch_id, status="sending")
+        found = deliveries.sending_to_unknown(dispatch_id)
         if found:
             log.warning(
-                "%d deliveries were in flight when a previous run stopped: not sent again"
-                " (send --retry-unknown to send them, which may duplicate)",
+                "%d deliveries were being handed over when an earlier run stopped; resolving"
+                " them before sending anything else",
                 found,
             )
-        if retry_unknown:
-            self.deliveries.requeue(dispatch_id, "unknown")
         if retry_failed:
-            self.deliveries.requeue(dispatch_id, "failed")
-        self.deliveries.skip_inactive(dispatch_id)
-        queued = self.deliveries.counts(dispatch_id)["queued"]
-        self.report.total = queued if limit is None else min(queued, limit)
+            deliveries.requeue(dispatch_id, "failed")
+        self._resolve_unknown()
+        if retry_unknown:  # what a repeat will settle is left to it: that cannot duplicate
+            repeating = {p.delivery_id for r in self.repeats for p in r.rows}
+            deliveries.requeue(dispatch_id, "unknown", keep=repeating)
+        deliveries.skip_inactive(dispatch_id)
+        self.waiting, _ = deliveries.waiting(dispatch_id)
+        queued = deliveries.counts(dispatch_id)["queued"] if not self.resolve_only else 0
+        repeating_rows = sum(len(r.rows) for r in self.repeats)
+        self.report.total = (queued if limit is None else min(queued, limit)) + repeating_rows
 
-    def loop(
-        self,
-        *,
-        limit: int | None,
-        progress: ProgressCallback | None,
-        sleep: Callable[[float], None] | None,
-    ) -> None:
+    def _message(self, row: Pending) -> Message:
+        return self.composer.compose(row.subscriber, message_id=row.message_id)
+
+    def _resolve_unknown(self) -> None:
+        """Settle what an earlier run left unknown, from the provider's record or by repeating
+        the same request (idempotent providers); the rest stays unknown, with the reason."""
+        rows = self.deliveries.unknown(self.dispatch.id)
+        if not rows:
+            return
+        sender, resolution, now = self.sender, self.report.resolution, self.clock.now()
+        if sender.can_look_up:
+            workers = max(1, min(self.settings.concurrency, len(rows)))
+            with ThreadPoolExecutor(workers, thread_name_prefix="lookup") as pool:
+                answers = list(
+                    pool.map(lambda r: sender.look_up(self._message(r), r.handed_at or 0.0), rows)
+                )
+            outcomes = []
+            for row, found in zip(rows, answers, strict=True):
+                verdict = lookup_verdict(sender, found, row.handed_at, now)
+                if verdict == ACCEPTED:
+                    outcomes.append(Outcome(row.delivery_id, "sent", provider_id=found.provider_id))
+                    resolution.accepted += 1
+                elif verdict == NEVER_ARRIVED:
+                    why = f"never arrived ({found.detail}); queued again"
+                    outcomes.append(Outcome(row.delivery_id, "queued", error=why))
+                    resolution.never_arrived += 1
+                else:
+                    resolution.left += 1
+                    resolution.why = not_yet_why(sender, found, row.handed_at)
+            self.deliveries.record(outcomes)
+            return
+        if not sender.idempotent:
+            resolution.left = len(rows)
+            resolution.why = cannot_resolve_why(sender)
+            return
+        groups: dict[str | None, list[Pending]] = {}
+        for row in rows:
+            groups.setdefault(row.batch_key, []).append(row)
+        for key, group in groups.items():
+            members = self.deliveries.batch(self.dispatch.id, key) if key else []
+            same = [m for m, _ in members] == [r.delivery_id for r in group]
+            still = all(r.subscriber.status == "active" for r in group)
+            if not may_repeat(sender, min(r.batch_since or 0.0 for r in group), now):
+                resolution.left += len(group)
+                resolution.why = (
+                    f"handed over too long ago for {sender.name} to recognise a repeat"
+                    f" (it honours a key for {sender.idempotency_window / 3600:.0f} h)"
+                )
+            elif not same or not still:
+                resolution.left += len(group)
+                resolution.why = "its batch changed since (a reader left): it cannot be repeated"
+            else:
+                resolution.repeated += len(group)
+                self._schedule_repeat(group, due=now, repeats=0)
+
+    def _schedule_repeat(self, rows: list[Pending], *, due: float, repeats: int) -> None:
+        self._seq += 1
+        self.repeats.append(_Repeat(due, self._seq, rows, repeats))
+        self.repeats.sort()
+
+    # -- the loop -----------------------------------------------------------------------------
+
+    def loop(self, *, limit: int | None, progress: ProgressCallback | None) -> None:
         settings, report = self.settings, self.report
-
-        # backoff waits end early when the run is told to stop
-        def pause(seconds: float) -> None:
-            self.stop.wait(seconds)
-
-        if sleep is not None:
-            pause = sleep  # type: ignore[assignment]
         chunk = max(1, self.sender.batch_size)
         if settings.rate > 0:  # a batch never needs more than a second's tokens: the lease
             chunk = min(chunk, max(1, int(settings.rate)))  # is renewed between waits
@@ -337,129 +509,354 @@ class _Run:
         bucket = TokenBucket(settings.rate)
         renew_every = max(0.2, settings.send_lease / 3)
         renewed = time.monotonic()
-        page: list[tuple[int, Subscriber]] = []
-        after_id, claimed_total, exhausted = 0, 0, False
-        pending: dict[Future[list[tuple[SendResult, int]]], list[tuple[int, int, Message]]] = {}
+        self.limit_left = limit
+        pending: dict[Future[Answer], _Handoff] = {}
+        storage: sqlite3.DatabaseError | None = None
         pool = ThreadPoolExecutor(max_workers=settings.concurrency, thread_name_prefix="send")
         try:
             while True:
                 try:
-                    while not exhausted and len(pending) < window and not self.stop.is_set():
-                        want = chunk if limit is None else min(chunk, limit - claimed_total)
-                        if want <= 0:
-                            exhausted = True
+                    while len(pending) < window and not self.stop.is_set() and storage is None:
+                        try:
+                            handoff = self._next(chunk)
+                        except sqlite3.DatabaseError as exc:
+                            storage = exc
+                            self.stop.set()
                             break
-                        if len(page) < want:
-                            page += self.deliveries.next_queued(
-                                self.dispatch.id, max(want, 200), after_id=after_id
-                            )
-                            if page:
-                                after_id = page[-1][0]
-                        if not page:
-                            exhausted = True
+                        if handoff is None:
                             break
-                        rows, page = page[:want], page[want:]
-                        items = self._claim(rows)
-                        if not items:
-                            continue
-                        claimed_total += len(items)
-                        bucket.take(len(items))
-                        future = pool.submit(
-                            hand_over,
-                            self.sender,
-                            [m for _, _, m in items],
-                            self.policy,
-                            sleep=pause,
-                            stop=self.stop,
-                        )
-                        pending[future] = items
+                        bucket.take(len(handoff.messages))
+                        pending[pool.submit(_attempt, self.sender, handoff.messages)] = handoff
                     if not pending:
-                        break
-                    done, _ = wait(
-                        pending, timeout=min(1.0, renew_every), return_when=FIRST_COMPLETED
-                    )
+                        due = None if self.stop.is_set() else self._next_due()
+                        if due is None:
+                            break
+                        self.clock.pause(min(max(due - self.clock.now(), 0.0), renew_every))
+                        done: set[Future[Answer]] = set()
+                    else:
+                        done, _ = wait(
+                            pending, timeout=min(1.0, renew_every), return_when=FIRST_COMPLETED
+                        )
                 except KeyboardInterrupt:
                     log.warning("interrupted: finishing the messages in flight, sending no more")
                     self.stop.set()
                     report.stopped = True
                     continue
-                if time.monotonic() - renewed >= renew_every:
+                if time.monotonic() - renewed >= renew_every and storage is None:
                     renewed = time.monotonic()
                     if not self.deliveries.renew_lease(self.lease, settings.send_lease):
                         report.errors.append("lost the send lease to another process; stopping")
                         report.stopped = True
                         self.stop.set()
-                self._record({f: pending.pop(f) for f in done})
+                for future in done:
+                    handoff = pending.pop(future)
+                    if storage is None:
+                        self._settle(handoff, future.result())
+                if storage is None:
+                    try:
+                        self._flush()
+                    except sqlite3.DatabaseError as exc:
+                        storage = exc  # not recorded: those stay `sending`, resolved next run
+                        self.stop.set()
                 if progress:
                     elapsed = time.perf_counter() - self.started
                     progress(Progress(report.sent, report.failed, report.total, elapsed))
         finally:
             pool.shutdown(wait=True, cancel_futures=False)
-            if pending:  # an unexpected error: record what did come back
-                self._record({f: pending.pop(f) for f in list(pending) if f.done()})
-        if self.stop.is_set():
+        if storage is not None:
+            path = self.store.path or "the database"
+            raise StoreError(
+                f"{path}: {storage}; the send stopped, and what was in flight will be resolved by"
+                " the next `newsletter send` (nothing was half-written)"
+            ) from None
+        if self.stop.is_set() and not report.paused and not report.unavailable:
             report.stopped = True
 
-    def _claim(self, rows: list[tuple[int, Subscriber]]) -> list[tuple[int, int, Message]]:
-        """Compose, then mark `sending` in one commit: durable before any hand-off."""
-        composed = [(delivery_id, s.id, self.composer.compose(s)) for delivery_id, s in rows]
-        claimed = self.deliveries.claim([(d, m.message_id) for d, _, m in composed])
-        return [item for item in composed if item[0] in claimed]
+    def _next_due(self) -> float | None:
+        """When the next retry or repeat comes due, or None when nothing is left to wait for.
 
-    def _record(self, finished: dict[Future, list[tuple[int, int, Message]]]) -> None:
-        outcomes: list[Outcome] = []
-        bounces: list[tuple[int, str]] = []
-        report = self.report
-        unexpected: BaseException | None = None
-        for future, items in finished.items():
-            try:
-                answered = future.result()
-            except SenderUnavailable as exc:
-                report.errors.append(str(exc))
-                self.stop.set()
-                report.stopped = True
-                answered = [(SendResult(m, error=exc), 1) for _, _, m in items]
-            except Exception as exc:  # a bug: leave the rows `sending` (unknown next run)
-                unexpected = exc
+        While the provider has asked us to slow down (`hold_until`), nothing is due before.
+        """
+        times = [r.due for r in self.repeats]
+        if self.waiting and not self.resolve_only:
+            count, earliest = self.deliveries.waiting(self.dispatch.id)
+            self.waiting = count
+            if earliest is not None:
+                times.append(earliest)
+        held = self.hold_until > self.clock.now()
+        if held and (self.splits or not (self.exhausted or self.resolve_only)):
+            times.append(self.hold_until)
+        if not times:
+            return None
+        return max(min(times), self.hold_until)
+
+    def _next(self, chunk: int) -> _Handoff | None:
+        """The next hand-off: a repeat that is due, half of a refused request, a retry that is
+        due, or fresh rows; None when nothing is ready now."""
+        now = self.clock.now()
+        if now < self.hold_until:
+            return None
+        while self.repeats and self.repeats[0].due <= now:
+            repeat = self.repeats.pop(0)
+            handoff = self._claim(repeat.rows, repeat=True)
+            if handoff is not None:
+                handoff.repeats = repeat.repeats
+                return handoff
+        while self.splits:
+            handoff = self._claim(self.splits.popleft())
+            if handoff is not None:
+                return handoff
+        if self.resolve_only:
+            return None
+        if self.waiting:
+            due = self.deliveries.due(self.dispatch.id, now, chunk)
+            if due:
+                handoff = self._claim(due)
+                self.waiting = max(0, self.waiting - len(due))
+                if handoff is not None:
+                    return handoff
+        while not self.exhausted:
+            want = chunk if self.limit_left is None else min(chunk, self.limit_left)
+            if want <= 0:
+                self.exhausted = True
+                break
+            if len(self.page) < want:
+                self.page += self.deliveries.fresh(
+                    self.dispatch.id, max(want, 200), after_id=self.after_id
+                )
+                if self.page:
+                    self.after_id = self.page[-1].delivery_id
+            if not self.page:
+                self.exhausted = True
+                break
+            rows, self.page = self.page[:want], self.page[want:]
+            handoff = self._claim(rows)
+            if handoff is None:
                 continue
-            for (delivery_id, subscriber_id, message), (result, attempts) in zip(
-                items, answered, strict=True
+            if self.limit_left is not None:
+                self.limit_left -= len(handoff.rows)
+            return handoff
+        return None
+
+    def _claim(self, rows: list[Pending], *, repeat: bool = False) -> _Handoff | None:
+        """Compose, then mark `sending` with the identity in one commit, before any hand-off.
+
+        A repeat is the same request again or nothing; fresh rows whose recipient no provider
+        would take fail here, before they can spoil a batch.
+        """
+        items: list[tuple[Pending, Message]] = []
+        refused: list[Outcome] = []
+        # members always in id order: a repeat rebuilt from the database is the same request
+        for row in sorted(rows, key=lambda r: r.delivery_id):
+            message = self._message(row)
+            if not repeat:
+                try:
+                    check_recipient(message)
+                except SendError as exc:
+                    refused.append(
+                        Outcome(row.delivery_id, "failed", error=str(exc), failure="permanent")
+                    )
+                    self._count_failed(message, str(exc), "permanent")
+                    continue
+            items.append((row, message))
+        if refused:
+            self.deliveries.record(refused)
+        if not items:
+            return None
+        now = self.clock.now()
+        key = batch_key([m for _, m in items])
+        claims = [Claim(r.delivery_id, m.message_id, key) for r, m in items]
+        if repeat:
+            if not self.deliveries.claim_repeat(claims, now=now):
+                self.report.resolution.left += len(items)
+                self.report.resolution.repeated -= len(items)
+                self.report.resolution.why = "its batch changed since: it cannot be repeated"
+                return None
+            claimed = {c.delivery_id for c in claims}
+        else:
+            claimed = self.deliveries.claim(claims, now=now)
+        if len(claimed) != len(items):  # someone left in between: a smaller batch, its own key
+            items = [(r, m) for r, m in items if r.delivery_id in claimed]
+            if not items:
+                return None
+            key = batch_key([m for _, m in items])
+            self.deliveries.rekey([r.delivery_id for r, _ in items], key, now=now)
+        claimed_rows = [
+            replace(
+                r,
+                message_id=m.message_id,
+                attempts=r.attempts + 1,
+                batch_key=key,
+                batch_since=r.batch_since if r.batch_key == key else now,
+                handed_at=now,
+            )
+            for r, m in items
+        ]
+        return _Handoff(claimed_rows, [m for _, m in items], key, repeat=repeat)
+
+    # -- deciding what an answer means --------------------------------------------------------
+
+    def _settle(self, handoff: _Handoff, answer: Answer) -> None:
+        results, whole = answer
+        now = self.clock.now()
+        rows = handoff.rows
+        if isinstance(whole, RejectedRequest) and len(rows) > 1 and not handoff.repeat:
+            # refused for its content: some member may be at fault; each half goes on its own
+            half = len(rows) // 2
+            self.splits.extend([rows[:half], rows[half:]])
+            self.outcomes += [
+                Outcome(r.delivery_id, "queued", error=str(whole), handed=False) for r in rows
+            ]
+            self._streak_failed([], whole)
+            return
+        lost = isinstance(whole, UnknownOutcome) or (
+            handoff.repeat and isinstance(whole, TemporarySendError)
+        )
+        if lost and may_repeat(self.sender, self._since(rows, now), now):
+            if handoff.repeats + 1 < self.policy.attempts:
+                due = now + self.policy.delay(handoff.repeats + 1)
+                self._schedule_repeat(rows, due=due, repeats=handoff.repeats + 1)
+            self.outcomes += [Outcome(r.delivery_id, "unknown", error=str(whole)) for r in rows]
+            return
+        outcomes = self.outcomes
+        counted: list[tuple[int, str]] = []  # failures not about a recipient, for the streak
+        retry_after = max(
+            (
+                r.error.retry_after
+                for r in results
+                if isinstance(r.error, TemporarySendError) and r.error.retry_after is not None
+            ),
+            default=None,
+        )
+        any_ok, systemic = False, False
+        for row, result in zip(rows, results, strict=True):
+            error = result.error
+            if error is None:
+                outcomes.append(Outcome(row.delivery_id, "sent", provider_id=result.provider_id))
+                self.report.sent += 1
+                any_ok = True
+                continue
+            text = str(error)
+            if isinstance(error, SenderUnavailable):
+                outcomes.append(Outcome(row.delivery_id, "queued", error=text, handed=False))
+                self.report.unavailable = self.report.unavailable or text
+                self.stop.set()
+                continue
+            if isinstance(error, UnknownOutcome) or (
+                handoff.repeat and isinstance(error, TemporarySendError)
             ):
-                if result.ok:
-                    outcomes.append(Outcome(delivery_id, "sent", attempts, result.provider_id))
-                    report.sent += 1
+                outcomes.append(Outcome(row.delivery_id, "unknown", error=text))
+                self._note(result.message, text)
+                continue
+            if isinstance(error, TemporarySendError):
+                if not (error.about_recipient or error.throttled):
+                    systemic = True
+                delay = self.policy.delay(row.attempts, retry_after)
+                if error.throttled:  # a rate limit holds back every hand-off, not only this one
+                    self.hold_until = max(self.hold_until, now + delay)
+                if row.attempts < self.policy.attempts:
+                    retry_at = now + delay
+                    outcomes.append(
+                        Outcome(row.delivery_id, "queued", error=text, retry_at=retry_at)
+                    )
+                    self.waiting += 1
                     continue
-                error = str(result.error)
-                if isinstance(result.error, UnknownOutcome):
-                    outcomes.append(Outcome(delivery_id, "unknown", attempts, None, error))
-                    report.errors.append(f"{message.to_addr}: {error}")
-                    continue
-                outcomes.append(Outcome(delivery_id, "failed", attempts, None, error))
-                report.failed += 1
-                if len(report.errors) < 1000:
-                    report.errors.append(f"{message.to_addr}: {error}")
-                if isinstance(result.error, PermanentSendError) and result.error.hard_bounce:
-                    bounces.append((subscriber_id, error))
+                failure = "temporary"
+            else:
+                failure = "permanent"
+                if not error.about_recipient:
+                    systemic = True
+                if isinstance(error, PermanentSendError) and error.hard_bounce:
+                    self.bounces.append((row.subscriber.id, text))
+            outcomes.append(Outcome(row.delivery_id, "failed", error=text, failure=failure))
+            self._count_failed(result.message, text, failure)
+            if not error.about_recipient:
+                counted.append((row.delivery_id, failure))
+        if any_ok:
+            self.streak, self.streak_rows = 0, []
+        elif systemic:
+            first = next(r.error for r in results if r.error is not None)
+            self._streak_failed(counted, first)
+
+    def _flush(self) -> None:
+        """Record what the hand-offs settled since the last flush, in one commit."""
+        outcomes, self.outcomes = self.outcomes, []
         if outcomes:
             self.deliveries.record(outcomes)
-        for subscriber_id, error in bounces:
+        bounces, self.bounces = self.bounces, []
+        for subscriber_id, text in bounces:
             self.store.subscribers.set_status(
-                subscriber_id, "bounced", actor="send", reason=error[:200]
+                subscriber_id, "bounced", actor="send", reason=text[:200]
             )
-            report.bounced += 1
-        if unexpected is not None:
-            raise unexpected
+            self.report.bounced += 1
+
+    def _since(self, rows: list[Pending], now: float) -> float:
+        """When this batch key was first handed over (this run's claim, or an earlier one)."""
+        return min((r.batch_since for r in rows if r.batch_since is not None), default=now)
+
+    def _count_failed(self, message: Message, text: str, failure: str) -> None:
+        self.report.failed += 1
+        if failure == "temporary":
+            self.report.failed_temporary += 1
+        self._note(message, text)
+
+    def _note(self, message: Message, text: str) -> None:
+        if len(self.report.errors) < MAX_ERRORS:
+            self.report.errors.append(f"{message.to_addr}: {text}")
+
+    def _streak_failed(self, rows: Sequence[tuple[int, str]], error: SendError | None) -> None:
+        """One more hand-off failed for a reason not about any recipient; at the threshold the
+        run pauses, and the readers of those hand-offs (and of any still in flight then) are
+        queued again with the rest: the fault was not theirs."""
+        self.streak += 1
+        self.streak_rows.extend(rows)
+        threshold = self.settings.error_threshold
+        if not threshold or (self.streak < threshold and not self.report.paused):
+            return
+        if not self.report.paused:
+            self.report.paused = (
+                f"{self.streak} hand-offs in a row failed for reasons not about any recipient"
+                f" (last: {error}); the rest stay queued (NEWSLETTER_ERROR_THRESHOLD={threshold})"
+            )
+            log.error("pausing the send: %s", self.report.paused)
+            self.stop.set()
+        if self.streak_rows:  # recorded after their failures, so they end up queued
+            self.outcomes += [
+                Outcome(d, "queued", error=f"paused: {error}") for d, _ in self.streak_rows
+            ]
+            self.report.failed -= len(self.streak_rows)
+            self.report.failed_temporary -= sum(1 for _, f in self.streak_rows if f == "temporary")
+        self.streak_rows = []
+
+    # -- after the loop -----------------------------------------------------------------------
 
     def finish(self) -> None:
         dispatch_id, report = self.dispatch.id, self.report
         self.deliveries.skip_inactive(dispatch_id)
         counts = self.deliveries.counts(dispatch_id)
+        report.unresolved = self.deliveries.unresolved(dispatch_id)
         report.unknown = counts["unknown"]
         report.skipped = counts["skipped"]
         report.remaining = counts["queued"]
         report.elapsed = time.perf_counter() - self.started
-        if counts["queued"] == 0 and counts["sending"] == 0 and self.dispatch.status != "sent":
-            self.store.dispatches.mark_sent(dispatch_id)
-            self.store.events.log(
-                "dispatch.sent", "dispatch", dispatch_id, week=self.dispatch.week, counts=counts
-            )
+        if report.unknown:
+            report.unknown_why = report.resolution.why or _unknown_why(self.sender)
+        status = "sent" if report.unresolved.total == 0 else "partly sent"
+        self.store.dispatches.settle(dispatch_id, status)
+        report.status = status
+        self.store.events.log(
+            f"dispatch.{status.replace(' ', '_')}",
+            "dispatch",
+            dispatch_id,
+            actor="send",
+            week=self.dispatch.week,
+            counts=counts,
+        )
+
+
+def _unknown_why(sender: Sender) -> str:
+    if sender.can_look_up:
+        return f"no answer to their hand-off; {sender.name}'s record can tell"
+    if sender.idempotent:
+        return "no answer to their hand-off; a repeat within the key's lifetime is safe"
+    return cannot_resolve_why(sender)

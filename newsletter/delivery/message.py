@@ -308,3 +308,10 @@ def _date_line() -> bytes:
     if _date_cache[0] != second:
         _date_cache = (second, f"Date: {format_datetime(localtime())}\r\n".encode("ascii"))
     return _date_cache[1]
+
+
+def check_recipient(message: Message) -> None:
+    """Refuse, before any hand-off, a recipient no provider would deliver to (SendError): a
+    malformed or non-ASCII address, or a name with line breaks. A batch API would otherwise
+    refuse the whole request for this one reader."""
+    mailbox("To", message.to_name, message.to_addr)

@@ -30,9 +30,10 @@ from newsletter.errors import NewsletterError
 from newsletter.models import Dispatch
 from newsletter.settings import Settings
 from newsletter.store import Store
+from newsletter.store.dispatches import FROZEN
 from newsletter.weeks import Week
 
-ARCHIVED = ("sending", "partly sent", "sent")  # readers have "view in browser" links from here on
+ARCHIVED = FROZEN  # readers have "view in browser" links from sending on
 FEED = "feed.xml"
 INDEX = "index.html"
 

@@ -16,6 +16,7 @@ from newsletter.errors import DispatchError
 from newsletter.models import Dispatch, Section
 from newsletter.settings import Settings
 from newsletter.store import Store
+from newsletter.store.dispatches import FROZEN
 from newsletter.weeks import Week
 
 
@@ -48,7 +49,7 @@ def no_dispatch(store: Store, settings: Settings, week: Week) -> DispatchError:
 def build_dispatch(store: Store, settings: Settings, week: Week) -> Dispatch:
     """Create or refresh the week's draft; a sent dispatch is frozen and refuses."""
     row = store.dispatches.get(str(week))
-    if row and row["status"] in ("sending", "sent"):
+    if row and row["status"] in FROZEN:
         raise DispatchError(
             f"dispatch {week} is {row['status']}: it is frozen and cannot be rebuilt"
         )
@@ -117,7 +118,7 @@ def approve(store: Store, settings: Settings, week: Week) -> Dispatch:
     dispatch = load_dispatch(store, settings, week)
     if dispatch is None:
         raise no_dispatch(store, settings, week)
-    if dispatch.status in ("sending", "sent"):
+    if dispatch.status in FROZEN:
         raise DispatchError(f"dispatch {week} is already {dispatch.status}")
     if not dispatch.signals:
         raise DispatchError(f"dispatch {week} has no signals; nothing to approve")
@@ -131,7 +132,7 @@ def _editable(store: Store, settings: Settings, week: Week) -> Dispatch:
     dispatch = load_dispatch(store, settings, week)
     if dispatch is None:
         dispatch = build_dispatch(store, settings, week)
-    if dispatch.status in ("sending", "sent"):
+    if dispatch.status in FROZEN:
         raise DispatchError(f"dispatch {week} is {dispatch.status}: it is frozen")
     return dispatch
 

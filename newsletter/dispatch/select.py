@@ -77,8 +77,8 @@ def arrange(signals: Sequence[Signal], order: Sequence[str]) -> list[Section]:
 
 
 def default_subject(signals: Sequence[Signal], name: str, issue_number: int) -> str:
-    if not signals:
-        return f"{name} #{issue_number}"
+    if not signals:  # an empty draft holds no issue number yet (it is stored as -id)
+        return f"{name} #{issue_number}" if issue_number > 0 else name
     lead = signals[0].title
     more = len(signals) - 1
     subject = f"{lead}" + (f" + {more} more" if more else "")

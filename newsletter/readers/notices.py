@@ -1,22 +1,38 @@
 """The mails readers are owed outside the dispatch: confirmation, "come back", "you are
-already subscribed". Composed from `templates/web/mail/` and handed to a sender.
+already subscribed" (and later a welcome). Composed from `templates/web/mail/`.
+
+A notice is durable: `queue_notice` records it in the caller's transaction (the same one as the
+sign-up that owes it), and `send_owed_notices` sends whatever is owed, by whichever process
+runs it, after any restart. It moves like a delivery (see `newsletter.delivery.deliver`): its
+Message-ID is fixed at its first claim; it counts as sent only once the sender accepted it; a
+temporary failure waits `queued` for its retry; a hand-off left without an answer (the process
+died) is `unknown` and is settled only by evidence (the provider's record, or an idempotent
+repeat), never by sending it a second time.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import jinja2
 
 from newsletter.delivery.headers import header_text
 from newsletter.delivery.message import Message, new_message_id
-from newsletter.delivery.senders.base import Sender
+from newsletter.delivery.pacing import RetryPolicy
+from newsletter.delivery.resolve import ACCEPTED, NEVER_ARRIVED, lookup_verdict, may_repeat
+from newsletter.delivery.senders.base import Sender, SenderUnavailable, UnknownOutcome
 from newsletter.dispatch.render import templates_dir
-from newsletter.errors import SendError
+from newsletter.errors import PermanentSendError, SendError, TemporarySendError
 from newsletter.readers.subscriptions import Notice
 from newsletter.settings import Settings
 from newsletter.store import Store
+from newsletter.store.notices import NoticeOutcome, OwedNotice, owner
 from newsletter.tokens import make_token, unsubscribe_token
+
+log = logging.getLogger(__name__)
 
 _mail_env = jinja2.Environment(
     loader=jinja2.FileSystemLoader(str(templates_dir() / "web" / "mail")),
@@ -25,11 +41,40 @@ _mail_env = jinja2.Environment(
     keep_trailing_newline=True,
 )
 
-_SUBJECTS = {
+#: every kind of notice and its subject; a new kind adds a line here (and its template text)
+SUBJECTS = {
     "confirm": "Confirm your subscription to {name}",
     "resubscribe": "Confirm your subscription to {name}",
     "already": "You are already subscribed to {name}",
 }
+#: notices claimed in one commit by one sending pass
+CLAIM = 20
+
+
+def queue_notice(
+    store: Store, subscriber_id: int, kind: str, *, issued_at: float | None = None
+) -> Notice:
+    """Owe subscriber `subscriber_id` a notice of `kind`; sent by `send_owed_notices`.
+
+    Call it inside the transaction that makes the notice owed (a sign-up, a confirmation), so
+    the two are recorded together or not at all. `issued_at` dates the links it carries.
+    """
+    if kind not in SUBJECTS:
+        raise ValueError(f"unknown notice kind {kind!r}")
+    issued = time.time() if issued_at is None else issued_at
+    with store.subscribers.writing():
+        notice_id = store.notices.queue(subscriber_id, kind, issued_at=issued)
+        row = store.subscribers.get(subscriber_id)
+    assert row is not None
+    return Notice(
+        subscriber_id,
+        row["email"],
+        row["name"],
+        kind,
+        issued,
+        row["token_nonce"],
+        id=notice_id,
+    )
 
 
 def confirm_url(settings: Settings, secret: str, notice: Notice) -> str:
@@ -61,43 +106,170 @@ def compose_notice(settings: Settings, secret: str, notice: Notice) -> Message:
     return Message(
         from_addr=settings.from_addr,
         to_addr=notice.email,
-        to_name="",
-        subject=header_text(_SUBJECTS[notice.kind].format(name=settings.name)),
+        to_name="",  # a stranger's name never enters a header before they confirm
+        subject=header_text(SUBJECTS[notice.kind].format(name=settings.name)),
         html=_mail_env.get_template("notice.html.j2").render(context),
         text=_mail_env.get_template("notice.txt.j2").render(context),
-        message_id=new_message_id(settings.from_domain),
+        message_id=notice.message_id or new_message_id(settings.from_domain),
         headers=headers,
         tag="notices",
     )
 
 
-def send_notices(
+@dataclass
+class NoticeReport:
+    sent: int = 0
+    failed: int = 0
+    unknown: int = 0  # handed over without an answer, and not settled (yet)
+    waiting: int = 0  # queued for a retry later
+    errors: list[str] = field(default_factory=list)
+    stopped: str = ""  # the sender could take nothing more
+
+
+def notice_of(owed: OwedNotice) -> Notice:
+    """The notice a queued row stands for, with its identity."""
+    return Notice(
+        owed.subscriber_id,
+        owed.email,
+        owed.name,
+        owed.kind,
+        owed.issued_at,
+        owed.token_nonce,
+        id=owed.id,
+        message_id=owed.message_id or "",
+    )
+
+
+def send_owed_notices(
     store: Store,
     settings: Settings,
     sender: Sender,
-    notices: Iterable[Notice],
     *,
     progress: Callable[[int], None] | None = None,
-) -> tuple[int, list[str]]:
-    """Mail each notice; a failed one is released so the next sign-up can try again at once.
+    resolve: bool = True,
+    clock: Callable[[], float] = time.time,
+) -> NoticeReport:
+    """Send every notice owed now, one hand-off each; return what happened.
 
-    Returns (sent, errors).
+    With `resolve`, first the notices a dead process left `sending` become unknown, and unknown
+    ones are settled where the sender allows. A notice that fails for good releases the
+    once-an-hour limit, so the person can ask again at once.
     """
+    report = NoticeReport()
     secret = store.secret_key(settings.secret_key)
-    sent, errors = 0, []
-    for notice in notices:
-        try:
-            results = sender.send([compose_notice(settings, secret, notice)])
-            error = results[0].error
-        except SendError as exc:
-            error = exc
+    policy = RetryPolicy.from_settings(settings)
+    claimer = owner()
+    if resolve:  # what a dead process left, then what is unknown: rare, so not on every pass
         with store.subscribers.writing():
-            if error is None:
-                sent += 1
-                store.subscribers.log(notice.subscriber_id, f"notice.{notice.kind}", "mail")
-            else:
-                store.subscribers.release_notice(notice.subscriber_id, notice.claimed_at)
-                errors.append(f"{notice.email}: {error}")
-        if progress:
-            progress(1)
-    return sent, errors
+            store.notices.abandoned_to_unknown(now=clock())
+        _resolve_unknown(store, settings, sender, secret, claimer, report, clock)
+    while not report.stopped:
+        with store.subscribers.writing():
+            owed = store.notices.claim_due(
+                now=clock(),
+                limit=CLAIM,
+                claimer=claimer,
+                new_id=lambda: new_message_id(settings.from_domain),
+            )
+        if not owed:
+            break
+        for row in owed:
+            _hand_over(store, settings, sender, secret, row, policy, report, clock)
+            if progress:
+                progress(1)
+    return report
+
+
+def _hand_over(
+    store: Store,
+    settings: Settings,
+    sender: Sender,
+    secret: str,
+    row: OwedNotice,
+    policy: RetryPolicy,
+    report: NoticeReport,
+    clock: Callable[[], float],
+    *,
+    repeat: bool = False,
+) -> None:
+    notice = notice_of(row)
+    if report.stopped:  # claimed with others, but the sender stopped: not handed over
+        _record(store, row, NoticeOutcome(row.id, "queued", handed=False))
+        return
+    if row.subscriber_status in ("bounced", "complained"):  # never mailed again
+        _record(store, row, NoticeOutcome(row.id, "failed", error="the address bounced"))
+        report.failed += 1
+        return
+    try:
+        message = compose_notice(settings, secret, notice)
+        results = sender.send([message])
+        error = results[0].error if results else UnknownOutcome("no answer")
+        provider_id = results[0].provider_id if results else None
+    except SendError as exc:
+        error, provider_id = exc, None
+    except (KeyError, jinja2.TemplateError) as exc:  # a kind without a template or subject
+        error, provider_id = PermanentSendError(f"cannot compose: {exc}"), None
+    now = clock()
+    if error is None:
+        _record(store, row, NoticeOutcome(row.id, "sent", provider_id=provider_id))
+        report.sent += 1
+        return
+    text = f"{row.email}: {error}"
+    if isinstance(error, SenderUnavailable):
+        report.stopped = str(error)
+        _record(store, row, NoticeOutcome(row.id, "queued", error=str(error), handed=False))
+        return
+    if isinstance(error, UnknownOutcome) or (repeat and isinstance(error, TemporarySendError)):
+        report.unknown += 1
+        report.errors.append(text)
+        _record(store, row, NoticeOutcome(row.id, "unknown", error=str(error)))
+        return
+    attempts = row.attempts + (0 if repeat else 1)
+    if isinstance(error, TemporarySendError) and attempts < policy.attempts:
+        retry_at = now + policy.delay(attempts, error.retry_after)
+        _record(store, row, NoticeOutcome(row.id, "queued", error=str(error), retry_at=retry_at))
+        report.waiting += 1
+        return
+    report.failed += 1
+    report.errors.append(text)
+    _record(store, row, NoticeOutcome(row.id, "failed", error=str(error)))
+
+
+def _record(store: Store, row: OwedNotice, outcome: NoticeOutcome) -> None:
+    with store.subscribers.writing():
+        store.notices.record([outcome])
+        if outcome.status == "sent":
+            store.subscribers.log(row.subscriber_id, f"notice.{row.kind}", "mail")
+        elif outcome.status == "failed":
+            # it will not arrive: let the next sign-up ask for another at once
+            store.subscribers.release_notice(row.subscriber_id, row.issued_at)
+
+
+def _resolve_unknown(
+    store: Store,
+    settings: Settings,
+    sender: Sender,
+    secret: str,
+    claimer: str,
+    report: NoticeReport,
+    clock: Callable[[], float],
+) -> None:
+    """Settle unknown notices from evidence: the provider's record, or an idempotent repeat."""
+    policy = RetryPolicy.from_settings(settings)
+    for row in store.notices.unknown():
+        now = clock()
+        if sender.can_look_up:
+            message = compose_notice(settings, secret, notice_of(row))
+            found = sender.look_up(message, row.handed_at or 0.0)
+            verdict = lookup_verdict(sender, found, row.handed_at, now)
+            if verdict == ACCEPTED:
+                _record(store, row, NoticeOutcome(row.id, "sent"))
+                report.sent += 1
+            elif verdict == NEVER_ARRIVED:
+                _record(store, row, NoticeOutcome(row.id, "queued", error="never arrived"))
+            continue
+        if may_repeat(sender, row.first_handed_at, now) and row.attempts < policy.attempts:
+            with store.subscribers.writing():
+                claimed = store.notices.claim_repeat(row.id, now=now, claimer=claimer)
+            if claimed:
+                _hand_over(store, settings, sender, secret, row, policy, report, clock, repeat=True)

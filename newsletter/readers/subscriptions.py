@@ -85,10 +85,12 @@ class AddResult:
 
 @dataclass(frozen=True)
 class Notice:
-    """A mail owed to someone who signed up; what it says depends on where they stand.
+    """A mail owed to one reader; what it says depends on where they stand.
 
     kind: `confirm` (new or pending), `resubscribe` (left before: a link to come back),
-    `already` (active: nothing to do, here is how to leave).
+    `already` (active: nothing to do, here is how to leave). `claimed_at` is when it was asked
+    for (its links are dated from it); `id` is its row in the notices queue, and `message_id`
+    its identity once first claimed for sending.
     """
 
     subscriber_id: int
@@ -98,6 +100,8 @@ class Notice:
     claimed_at: float
     #: the subscriber's token nonce, which the links in the mail are signed with
     token_nonce: str = field(default="", repr=False)
+    id: int = 0
+    message_id: str = ""
 
 
 def add_subscriber(
@@ -115,7 +119,8 @@ def add_subscriber(
     """Add someone as pending (double opt-in) or active (`confirmed`: consent given elsewhere).
 
     Someone who left (unsubscribed, bounced, complained, erased) is never re-subscribed here.
-    A new pending subscriber comes back with the confirmation `notice` to mail.
+    A new pending subscriber's confirmation is queued in the same transaction (`notice`);
+    `newsletter.readers.notices.send_owed_notices` sends it.
     """
     address = normalise_email(email)
     name = clean_name(name)
@@ -138,7 +143,7 @@ def add_subscriber(
             )
             notice = None
             if not confirmed and store.subscribers.claim_notice(subscriber_id, now, NOTICE_EVERY):
-                notice = Notice(subscriber_id, address, name, "confirm", now, nonce)
+                notice = _owe(store, subscriber_id, address, name, "confirm", now, nonce)
             return AddResult(_subscriber(store, subscriber_id), "added", notice)
         if existing["status"] in LEFT:
             return AddResult(Subscriber.from_row(existing), "refused")
@@ -146,6 +151,21 @@ def add_subscriber(
             store.subscribers.set_status(existing["id"], "active", actor=actor, reason="confirmed")
             return AddResult(_subscriber(store, existing["id"]), "updated")
         return AddResult(Subscriber.from_row(existing), "unchanged")
+
+
+def _owe(
+    store: Store,
+    subscriber_id: int,
+    address: str,
+    name: str | None,
+    kind: str,
+    now: float,
+    nonce: str,
+) -> Notice:
+    """Queue the notice in the caller's transaction: the sign-up and the mail it owes are
+    recorded together, and the mail is sent by whoever sends owed notices, after any restart."""
+    notice_id = store.notices.queue(subscriber_id, kind, issued_at=now)
+    return Notice(subscriber_id, address, name, kind, now, nonce, id=notice_id)
 
 
 def _subscriber(store: Store, subscriber_id: int) -> Subscriber:
@@ -178,7 +198,7 @@ def request_signup(
     now: float | None = None,
     limits: bool = True,
 ) -> Notice | None:
-    """Record a sign-up and return the mail owed for it, or None when nothing may be sent.
+    """Record a sign-up and queue the mail owed for it (returned), or None when none may be.
 
     The visitor sees the same answer whatever happens here: a new address becomes `pending`; a
     known one is not changed (its owner learns by mail what happened); bounced and complained
@@ -205,9 +225,12 @@ def request_signup(
         )
         # claimed even when nothing may be sent (bounced, complained): the same statements
         claimed = store.subscribers.claim_notice(subscriber_id, now, NOTICE_EVERY)
-        if kind is None or not claimed:
-            return None
-    return Notice(subscriber_id, address, name, kind, now, nonce)
+        owed = kind is not None and claimed
+        # queued in the same statement whether owed or not (then it inserts nothing)
+        notice_id = store.notices.queue(subscriber_id, kind or "confirm", issued_at=now, owed=owed)
+    if not owed or kind is None:
+        return None
+    return Notice(subscriber_id, address, name, kind, now, nonce, id=notice_id)
 
 
 class RateLimited(SubscriberError):
@@ -465,7 +488,7 @@ def import_csv(
                     subscriber_id, now, NOTICE_EVERY
                 ):
                     report.notices.append(
-                        Notice(subscriber_id, address, name, "confirm", now, nonce)
+                        _owe(store, subscriber_id, address, name, "confirm", now, nonce)
                     )
             elif existing["status"] in LEFT:
                 report.skipped.append((line, address, f"{existing['status']}: never re-added"))

@@ -161,7 +161,7 @@ def publish_after_send(store: Store, settings: Settings, week: Week) -> Path | N
     its signals' pages exist. The mail has gone out by now: a failure here is logged, never
     turned into a failed send."""
     row = store.dispatches.get(str(week))
-    if row is None or row["status"] != "sent":
+    if row is None or row["status"] not in ("partly sent", "sent"):
         return None
     return rebuild(store, settings)
 

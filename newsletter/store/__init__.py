@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import os
 import secrets
 import sqlite3
 from collections.abc import Iterator
@@ -21,6 +22,7 @@ from newsletter.store.dispatches import Dispatches
 from newsletter.store.drafts import Drafts, RankerModels
 from newsletter.store.events import Events
 from newsletter.store.lazydb import LazyDatabase
+from newsletter.store.notices import Notices
 from newsletter.store.receipts import Receipts
 from newsletter.store.schema import MIGRATIONS
 from newsletter.store.signals import Signals
@@ -31,7 +33,7 @@ from newsletter.store.subscribers import Subscribers
 if TYPE_CHECKING:
     from sqlite_utils import Database
 
-__all__ = ["Store"]
+__all__ = ["Store", "storage_error"]
 
 BUSY_TIMEOUT_S = 30.0
 
@@ -45,6 +47,7 @@ class Store:
         self.dispatches = Dispatches(db)
         self.subscribers = Subscribers(db)
         self.deliveries = Deliveries(db)
+        self.notices = Notices(db)
         self.events = Events(db)
         self.drafts = Drafts(db)
         self.rankers = RankerModels(db)
@@ -75,7 +78,9 @@ class Store:
             conn.execute("PRAGMA recursive_triggers=ON")
             conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
         except sqlite3.DatabaseError as exc:
-            raise StoreError(f"{path}: not a newsletter database ({exc})") from None
+            if "not a database" in str(exc):
+                raise StoreError(f"{path}: not a newsletter database ({exc})") from None
+            raise storage_error(path, exc) from None
         store = cls(_database(conn), path)
         if migrate:
             store.migrate()
@@ -134,3 +139,34 @@ class Store:
 def _database(conn: sqlite3.Connection) -> Database:
     """The store's `Database`: sqlite-utils' API, its import deferred (see store/lazydb.py)."""
     return cast("Database", LazyDatabase(conn))
+
+
+def storage_error(path: Path | str | None, exc: sqlite3.DatabaseError) -> StoreError:
+    """One line naming the file and what is wrong with its storage, and what to do about it.
+
+    SQLite rolls back whatever the failing statement's transaction had written, so the file is
+    as it was before that transaction: the line says so.
+    """
+    text = str(exc)
+    lowered = text.lower()
+    folder = Path(path).parent if path else None
+    writable = path is None or (
+        (not Path(path).exists() or os.access(path, os.W_OK))
+        and (folder is None or os.access(folder, os.W_OK))
+    )
+    if "full" in lowered:
+        hint = "the disk holding it is full: free some space and run the command again"
+    elif "readonly" in lowered or "read-only" in lowered or not writable:
+        hint = "the file or its folder is read-only: check the disk and their permissions"
+    elif "unable to open" in lowered:
+        hint = "it cannot be opened: check the file, its folder and their permissions"
+    elif "malformed" in lowered or "not a database" in lowered or "corrupt" in lowered:
+        hint = "the file is damaged: restore a backup, or try `sqlite3 FILE .recover`"
+    elif "i/o" in lowered:
+        hint = "the disk failed to read or write it"
+    elif "locked" in lowered or "busy" in lowered:
+        hint = "another process held it too long: try again"
+    else:
+        hint = "a database error"
+    name = path or "the database"
+    return StoreError(f"{name}: {text} ({hint}; nothing was half-written)")

@@ -1,5 +1,11 @@
 """Queries on deliveries: a row per (dispatch, subscriber), written around each hand-off, and the
 lease that lets only one process send a dispatch at a time.
+
+A row's columns are the delivery state machine's memory (see `newsletter.delivery.deliver`):
+`message_id` and `batch_key` are its identity, fixed when it is claimed and kept across retries;
+`batch_since` is when that batch key was first handed over (idempotency keys expire), and
+`handed_at` the latest hand-off (provider records lag behind it); `retry_at` holds a queued row
+back until its backoff is over; `failure` says whether a failed row is final.
 """
 
 from __future__ import annotations
@@ -17,18 +23,63 @@ from newsletter.store._rows import now_iso, one, rows
 if TYPE_CHECKING:
     from sqlite_utils import Database
 
+#: the holders of the leases runs in this process hold now
+_HELD: set[str] = set()
+
 STATUSES = ("queued", "sending", "sent", "failed", "unknown", "skipped")
+FAILURES = ("permanent", "temporary")
+
+
+@dataclass(frozen=True)
+class Pending:
+    """A row to hand over (or to resolve), with what it needs to compose its message again."""
+
+    delivery_id: int
+    subscriber: Subscriber
+    message_id: str | None
+    attempts: int
+    batch_key: str | None = None
+    batch_since: float | None = None
+    handed_at: float | None = None
+
+
+@dataclass(frozen=True)
+class Claim:
+    delivery_id: int
+    message_id: str
+    batch_key: str
 
 
 @dataclass(frozen=True)
 class Outcome:
-    """What became of one hand-off, recorded after the sender answered."""
+    """What became of one hand-off (or of its lookup), recorded after the answer.
+
+    status: sent | failed | unknown | queued. A queued outcome waits until `retry_at` (a
+    temporary failure's backoff) or goes again at once; `handed=False` when the message was
+    not handed over after all (the sender stopped first), so the attempt does not count.
+    """
 
     delivery_id: int
-    status: str  # sent | failed
-    attempts: int = 1
+    status: str
     provider_id: str | None = None
     error: str | None = None
+    failure: str | None = None  # permanent | temporary, for failed rows
+    retry_at: float | None = None
+    handed: bool = True
+
+
+@dataclass(frozen=True)
+class Unresolved:
+    """What keeps a dispatch from being `sent`: rows a run must still send or someone decide."""
+
+    queued: int = 0
+    sending: int = 0
+    unknown: int = 0
+    failed_temporary: int = 0
+
+    @property
+    def total(self) -> int:
+        return self.queued + self.sending + self.unknown + self.failed_temporary
 
 
 @dataclass(frozen=True)
@@ -49,6 +100,19 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+_PENDING = (
+    "SELECT d.id, s.id, s.email, s.name, s.status, d.message_id, d.attempts, d.batch_key,"
+    " d.batch_since, d.handed_at FROM deliveries d JOIN subscribers s ON s.id = d.subscriber_id"
+)
+
+
+def _pending(found: Iterable[tuple[Any, ...]]) -> list[Pending]:
+    return [
+        Pending(row[0], Subscriber(*row[1:5]), row[5], row[6], row[7], row[8], row[9])
+        for row in found
+    ]
+
+
 class Deliveries:
     def __init__(self, db: Database) -> None:
         self.db = db
@@ -63,11 +127,13 @@ class Deliveries:
         )
         return cursor.rowcount
 
-    def in_flight_to_unknown(self, dispatch_id: int) -> int:
-        """Rows left 'sending' by a killed run: we cannot know if they went out."""
+    def sending_to_unknown(self, dispatch_id: int) -> int:
+        """Rows left `sending` by a run that was killed during their hand-off: whether the
+        provider took them cannot be known from here, so they are `unknown` until resolved."""
         return self.db.execute(
-            "UPDATE deliveries SET status = 'unknown', last_error = 'in flight when a run stopped',"
-            " updated_at = ? WHERE dispatch_id = ? AND status = 'sending'",
+            "UPDATE deliveries SET status = 'unknown', last_error = 'no answer recorded: the run"
+            " was stopped during the hand-off', updated_at = ? WHERE dispatch_id = ?"
+            " AND status = 'sending'",
             [now_iso(), dispatch_id],
         ).rowcount
 
@@ -75,80 +141,152 @@ class Deliveries:
         """Queued deliveries whose subscriber left (unsubscribed, bounced) are never sent."""
         return self.db.execute(
             "UPDATE deliveries SET status = 'skipped', last_error = 'subscriber no longer active',"
-            " updated_at = ? WHERE dispatch_id = ? AND status = 'queued' AND subscriber_id IN"
-            " (SELECT id FROM subscribers WHERE status != 'active')",
+            " retry_at = NULL, updated_at = ? WHERE dispatch_id = ? AND status = 'queued'"
+            " AND subscriber_id IN (SELECT id FROM subscribers WHERE status != 'active')",
             [now_iso(), dispatch_id],
         ).rowcount
 
-    def requeue(self, dispatch_id: int, status: str) -> int:
-        return self.db.execute(
-            "UPDATE deliveries SET status = 'queued', updated_at = ?"
-            " WHERE dispatch_id = ? AND status = ?",
-            [now_iso(), dispatch_id, status],
-        ).rowcount
-
-    def next_queued(
-        self, dispatch_id: int, limit: int, *, after_id: int = 0
-    ) -> list[tuple[int, Subscriber]]:
-        """Queued deliveries whose subscriber is still active, in id order after `after_id`."""
-        cursor = self.db.execute(
-            "SELECT d.id, s.id, s.email, s.name, s.status"
-            " FROM deliveries d JOIN subscribers s ON s.id = d.subscriber_id"
-            " WHERE d.dispatch_id = ? AND d.status = 'queued' AND d.id > ?"
-            " AND s.status = 'active' ORDER BY d.id LIMIT ?",
-            [dispatch_id, after_id, limit],
-        )
-        return [(row[0], Subscriber(*row[1:])) for row in cursor.fetchall()]
-
-    def mark_sending(self, delivery_id: int, message_id: str) -> bool:
-        """Claim a queued delivery; False when it is no longer queued or its subscriber left."""
-        cursor = self.db.execute(
-            "UPDATE deliveries SET status = 'sending', attempts = attempts + 1, message_id = ?,"
-            " updated_at = ? WHERE id = ? AND status = 'queued' AND EXISTS (SELECT 1 FROM"
-            " subscribers s WHERE s.id = deliveries.subscriber_id AND s.status = 'active')",
-            [message_id, now_iso(), delivery_id],
-        )
-        return cursor.rowcount == 1
-
-    def claim(self, pairs: Sequence[tuple[int, str]]) -> set[int]:
-        """Mark many deliveries `sending` in one durable commit; return the ids claimed.
-
-        A row is claimed only while queued and while its subscriber is still active, so an
-        unsubscribe that landed a moment ago is respected.
-        """
+    def requeue(self, dispatch_id: int, status: str, *, keep: Iterable[int] = ()) -> int:
+        """Queue rows of `status` again (the operator's --retry-*), but those in `keep`; each
+        keeps its Message-ID, and goes out in a new batch."""
+        kept = set(keep)
+        ids = [
+            row[0]
+            for row in self.db.execute(
+                "SELECT id FROM deliveries WHERE dispatch_id = ? AND status = ?",
+                [dispatch_id, status],
+            ).fetchall()
+            if row[0] not in kept
+        ]
         now = now_iso()
+        with self.db.atomic():
+            self.db.conn.executemany(
+                "UPDATE deliveries SET status = 'queued', failure = NULL, retry_at = NULL,"
+                " batch_key = NULL, batch_since = NULL, updated_at = ? WHERE id = ? AND status = ?",
+                [(now, delivery_id, status) for delivery_id in ids],
+            )
+        return len(ids)
+
+    def fresh(self, dispatch_id: int, limit: int, *, after_id: int = 0) -> list[Pending]:
+        """Queued rows not waiting for a retry, subscriber still active, in id order."""
+        return _pending(
+            self.db.execute(
+                _PENDING + " WHERE d.dispatch_id = ? AND d.status = 'queued'"
+                " AND d.retry_at IS NULL AND d.id > ? AND s.status = 'active'"
+                " ORDER BY d.id LIMIT ?",
+                [dispatch_id, after_id, limit],
+            ).fetchall()
+        )
+
+    def due(self, dispatch_id: int, now: float, limit: int) -> list[Pending]:
+        """Queued rows whose retry time has come, the longest waiting first."""
+        return _pending(
+            self.db.execute(
+                _PENDING + " WHERE d.dispatch_id = ? AND d.retry_at IS NOT NULL"
+                " AND d.retry_at <= ? AND d.status = 'queued' AND s.status = 'active'"
+                " ORDER BY d.retry_at, d.id LIMIT ?",
+                [dispatch_id, now, limit],
+            ).fetchall()
+        )
+
+    def waiting(self, dispatch_id: int) -> tuple[int, float | None]:
+        """How many queued rows wait for a retry, and the earliest time one is due."""
+        count, earliest = self.db.execute(
+            "SELECT count(*), min(d.retry_at) FROM deliveries d JOIN subscribers s"
+            " ON s.id = d.subscriber_id WHERE d.dispatch_id = ? AND d.retry_at IS NOT NULL"
+            " AND d.status = 'queued' AND s.status = 'active'",
+            [dispatch_id],
+        ).fetchone()
+        return int(count), earliest
+
+    def unknown(self, dispatch_id: int) -> list[Pending]:
+        return _pending(
+            self.db.execute(
+                _PENDING + " WHERE d.dispatch_id = ? AND d.status = 'unknown' ORDER BY d.id",
+                [dispatch_id],
+            ).fetchall()
+        )
+
+    def batch(self, dispatch_id: int, batch_key: str) -> list[tuple[int, str]]:
+        """(id, status) of every row handed over under `batch_key`, in hand-off order."""
+        return [
+            (row[0], row[1])
+            for row in self.db.execute(
+                "SELECT id, status FROM deliveries WHERE dispatch_id = ? AND batch_key = ?"
+                " ORDER BY id",
+                [dispatch_id, batch_key],
+            ).fetchall()
+        ]
+
+    def claim(
+        self, claims: Sequence[Claim], *, now: float, from_status: str = "queued"
+    ) -> set[int]:
+        """Mark rows `sending`, with their identity, in one durable commit; the ids claimed.
+
+        A row is claimed only while in `from_status` and while its subscriber is still active,
+        so an unsubscribe that landed a moment ago is respected. A repeat of an unanswered
+        batch (`from_status="unknown"`) is all or nothing: the same request or none.
+        """
+        stamp = now_iso()
+        params = [
+            (c.batch_key, now, c.message_id, c.batch_key, now, stamp, c.delivery_id, from_status)
+            for c in claims
+        ]
         with self.db.atomic():
             cursor = self.db.conn.executemany(
                 "UPDATE deliveries SET status = 'sending', attempts = attempts + 1,"
-                " message_id = ?, updated_at = ? WHERE id = ? AND status = 'queued' AND EXISTS"
-                " (SELECT 1 FROM subscribers s WHERE s.id = deliveries.subscriber_id"
-                " AND s.status = 'active')",
-                [(message_id, now, delivery_id) for delivery_id, message_id in pairs],
+                " batch_since = CASE WHEN batch_key IS ? THEN batch_since ELSE ? END,"
+                " message_id = ?, batch_key = ?, handed_at = ?, retry_at = NULL, failure = NULL,"
+                " updated_at = ? WHERE id = ? AND status = ? AND EXISTS (SELECT 1 FROM"
+                " subscribers s WHERE s.id = deliveries.subscriber_id AND s.status = 'active')",
+                params,
             )
-            if cursor.rowcount == len(pairs):
-                return {delivery_id for delivery_id, _ in pairs}
+            if cursor.rowcount == len(claims):
+                return {c.delivery_id for c in claims}
+            if from_status == "unknown":
+                raise _Incomplete
             claimed = set()
-            for delivery_id, message_id in pairs:
+            for c in claims:
                 row = self.db.execute(
-                    "SELECT status, message_id FROM deliveries WHERE id = ?", [delivery_id]
+                    "SELECT status, message_id, handed_at FROM deliveries WHERE id = ?",
+                    [c.delivery_id],
                 ).fetchone()
-                if row == ("sending", message_id):
-                    claimed.add(delivery_id)
+                if row == ("sending", c.message_id, now):
+                    claimed.add(c.delivery_id)
             return claimed
+
+    def claim_repeat(self, claims: Sequence[Claim], *, now: float) -> bool:
+        """Claim an unanswered batch again, whole (True), or leave every row of it as it is."""
+        try:
+            self.claim(claims, now=now, from_status="unknown")
+        except _Incomplete:
+            return False
+        return True
+
+    def rekey(self, delivery_ids: Sequence[int], batch_key: str, *, now: float) -> None:
+        """The batch being handed over lost a member between compose and claim: its own key."""
+        self.db.conn.executemany(
+            "UPDATE deliveries SET batch_key = ?, batch_since = ? WHERE id = ?",
+            [(batch_key, now, delivery_id) for delivery_id in delivery_ids],
+        )
 
     def record(self, outcomes: Iterable[Outcome]) -> None:
         """Write what the sender answered, in one commit."""
         now = now_iso()
         with self.db.atomic():
             self.db.conn.executemany(
-                "UPDATE deliveries SET status = ?, provider_message_id = ?, last_error = ?,"
-                " attempts = attempts + ?, sent_at = ?, updated_at = ? WHERE id = ?",
+                "UPDATE deliveries SET status = ?,"
+                " provider_message_id = coalesce(?, provider_message_id), last_error = ?,"
+                " failure = ?, retry_at = ?, attempts = attempts - ?,"
+                " sent_at = coalesce(?, sent_at), updated_at = ? WHERE id = ?",
                 [
                     (
                         o.status,
                         o.provider_id,
                         (o.error or "")[:1000] or None,
-                        max(o.attempts - 1, 0),
+                        o.failure if o.status == "failed" else None,
+                        o.retry_at if o.status == "queued" else None,
+                        0 if o.handed else 1,
                         now if o.status == "sent" else None,
                         now,
                         o.delivery_id,
@@ -156,15 +294,6 @@ class Deliveries:
                     for o in outcomes
                 ],
             )
-
-    def mark_sent(self, delivery_id: int, provider_message_id: str | None = None) -> None:
-        self.record([Outcome(delivery_id, "sent", provider_id=provider_message_id)])
-
-    def mark_failed(self, delivery_id: int, error: str, *, retry: bool) -> None:
-        self.db.execute(
-            "UPDATE deliveries SET status = ?, last_error = ?, updated_at = ? WHERE id = ?",
-            ["queued" if retry else "failed", error[:1000], now_iso(), delivery_id],
-        )
 
     def counts(self, dispatch_id: int) -> dict[str, int]:
         found = dict(
@@ -174,6 +303,26 @@ class Deliveries:
             ).fetchall()
         )
         return {status: found.get(status, 0) for status in STATUSES}
+
+    def failed_by_kind(self, dispatch_id: int) -> dict[str, int]:
+        """Failed rows split into final (`permanent`) and retryable (`temporary`) ones."""
+        found = dict(
+            self.db.execute(
+                "SELECT coalesce(failure, 'permanent'), count(*) FROM deliveries"
+                " WHERE dispatch_id = ? AND status = 'failed' GROUP BY 1",
+                [dispatch_id],
+            ).fetchall()
+        )
+        return {kind: found.get(kind, 0) for kind in FAILURES}
+
+    def unresolved(self, dispatch_id: int) -> Unresolved:
+        counts = self.counts(dispatch_id)
+        return Unresolved(
+            queued=counts["queued"],
+            sending=counts["sending"],
+            unknown=counts["unknown"],
+            failed_temporary=self.failed_by_kind(dispatch_id)["temporary"],
+        )
 
     def failures(self, dispatch_id: int, limit: int | None = None) -> list[dict[str, Any]]:
         """Failed and unknown deliveries with their reasons, oldest first."""
@@ -199,8 +348,14 @@ class Deliveries:
         holder = f"{host}:{pid}:{os.urandom(4).hex()}"
         current = self.lease_of(dispatch_id)
         stale = ""
-        if current and current["host"] == host and not _pid_alive(current["pid"]):
-            stale = current["holder"]
+        if current and current["host"] == host:
+            ours = current["pid"] == pid
+            # this process's own lease that no run of it holds any more: its release failed
+            # (a full disk), and the run that took it is over
+            if (ours and current["holder"] not in _HELD) or (
+                not ours and not _pid_alive(current["pid"])
+            ):
+                stale = current["holder"]
         now = time.time()
         self.db.execute(
             "INSERT INTO delivery_leases (dispatch_id, holder, host, pid, acquired_at, expires_at)"
@@ -213,6 +368,7 @@ class Deliveries:
         got = self.lease_of(dispatch_id)
         if got is None or got["holder"] != holder:
             return None
+        _HELD.add(holder)
         return Lease(dispatch_id, holder, host, pid)
 
     def renew_lease(self, lease: Lease, ttl: float) -> bool:
@@ -226,10 +382,17 @@ class Deliveries:
         )
 
     def release_lease(self, lease: Lease) -> None:
-        self.db.execute(
-            "DELETE FROM delivery_leases WHERE dispatch_id = ? AND holder = ?",
-            [lease.dispatch_id, lease.holder],
-        )
+        try:
+            self.db.execute(
+                "DELETE FROM delivery_leases WHERE dispatch_id = ? AND holder = ?",
+                [lease.dispatch_id, lease.holder],
+            )
+        finally:
+            _HELD.discard(lease.holder)
 
     def lease_of(self, dispatch_id: int) -> dict[str, Any] | None:
         return one(self.db, "SELECT * FROM delivery_leases WHERE dispatch_id = ?", [dispatch_id])
+
+
+class _Incomplete(Exception):
+    """Some row of an all-or-nothing claim had changed: the whole claim is rolled back."""

@@ -12,6 +12,8 @@ if TYPE_CHECKING:
     from sqlite_utils import Database
 
 EDITABLE = ("subject", "preheader", "note", "subject_set", "preheader_set", "status")
+#: sending has begun: the rendered copy is stored and the dispatch never changes again
+FROZEN = ("sending", "partly sent", "sent")
 
 
 class Dispatches:
@@ -140,9 +142,16 @@ class Dispatches:
             [html, text, nonce, now_iso(), dispatch_id],
         )
 
-    def mark_sent(self, dispatch_id: int) -> None:
+    def settle(self, dispatch_id: int, status: str) -> None:
+        """At the end of a run: `sent` when no reader is left unresolved, else `partly sent`."""
+        if status not in ("sent", "partly sent"):
+            raise ValueError(status)
         now = now_iso()
         self.db.execute(
-            "UPDATE dispatches SET status = 'sent', sent_at = ?, updated_at = ? WHERE id = ?",
-            [now, now, dispatch_id],
+            "UPDATE dispatches SET status = ?, sent_at = coalesce(sent_at, ?), updated_at = ?"
+            " WHERE id = ?",
+            [status, now, now, dispatch_id],
         )
+
+    def mark_sent(self, dispatch_id: int) -> None:
+        self.settle(dispatch_id, "sent")

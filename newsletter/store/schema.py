@@ -324,6 +324,96 @@ def rebuild_table(db: Database, name: str, create_sql: str, indexes: tuple[str, 
         conn.execute("PRAGMA foreign_keys=ON")
 
 
+# --- m006_delivery_accounting -------------------------------------------------------------
+
+#: the dispatches' status CHECK before and after m006 (`partly sent` added)
+_STATUS_CHECK = "CHECK (status IN ('draft', 'approved', 'sending', 'sent'))"
+_STATUS_CHECK_V2 = "CHECK (status IN ('draft', 'approved', 'sending', 'partly sent', 'sent'))"
+
+#: failures recorded before m006 did not say whether they were final; these are the words of
+#: the temporary ones (SMTP 4xx, HTTP 408/409/429/5xx, connections that failed or broke)
+_TEMPORARY_WORDS = (
+    "last_error GLOB 'SMTP *: 4[0-9][0-9] *' OR last_error GLOB '*HTTP 4[02][89]*'"
+    " OR last_error GLOB '*HTTP 5[0-9][0-9]*' OR last_error GLOB '*ErrorCode 429*'"
+    " OR last_error LIKE '%cannot connect%' OR last_error LIKE '%connection lost%'"
+    " OR last_error LIKE '%request not sent%'"
+)
+
+
+@MIGRATIONS(name="m006_delivery_accounting", transactional=False)
+def m006_delivery_accounting(db: Database) -> None:
+    """A delivery keeps its identity and retry state and says whether a failure is final; mail
+    to one reader outside the dispatch (notices) is queued durably; a dispatch with readers
+    still unresolved is `partly sent`.
+
+    Not transactional: changing the dispatches' CHECK needs `rebuild_table`, which turns
+    foreign keys off, and SQLite allows that only outside a transaction. Each step is its own
+    transaction and looks at what is already there, so a run cut short is simply run again.
+    """
+    with db.atomic():
+        columns = {row[1] for row in db.execute("PRAGMA table_info(deliveries)").fetchall()}
+        for name, kind in (
+            ("batch_key", "TEXT"),
+            ("batch_since", "REAL"),
+            ("handed_at", "REAL"),
+            ("retry_at", "REAL"),
+            ("failure", "TEXT CHECK (failure IN ('permanent', 'temporary'))"),
+        ):
+            if name not in columns:
+                db.execute(f"ALTER TABLE deliveries ADD COLUMN {name} {kind}")
+        db.execute(
+            "CREATE INDEX IF NOT EXISTS deliveries_retry ON deliveries(dispatch_id, retry_at)"
+            " WHERE retry_at IS NOT NULL"
+        )
+        db.execute(
+            "UPDATE deliveries SET failure = CASE WHEN "  # noqa: S608 - constant text
+            + _TEMPORARY_WORDS
+            + " THEN 'temporary' ELSE 'permanent' END WHERE status = 'failed' AND failure IS NULL"
+        )
+        _run(
+            db,
+            """
+            CREATE TABLE IF NOT EXISTS notices (
+                id INTEGER PRIMARY KEY,
+                subscriber_id INTEGER NOT NULL REFERENCES subscribers(id) ON DELETE CASCADE,
+                kind TEXT NOT NULL,
+                status TEXT NOT NULL DEFAULT 'queued'
+                    CHECK (status IN ('queued', 'sending', 'sent', 'failed', 'unknown')),
+                message_id TEXT UNIQUE,
+                issued_at REAL NOT NULL,
+                attempts INTEGER NOT NULL DEFAULT 0,
+                retry_at REAL,
+                first_handed_at REAL,
+                handed_at REAL,
+                claimed_by TEXT,
+                provider_message_id TEXT,
+                last_error TEXT,
+                created_at TEXT NOT NULL,
+                updated_at TEXT NOT NULL,
+                sent_at TEXT
+            );
+            CREATE INDEX IF NOT EXISTS notices_owed ON notices(status, retry_at);
+            CREATE INDEX IF NOT EXISTS notices_subscriber ON notices(subscriber_id)
+            """,
+        )
+    # the table's own definition with the new CHECK: whatever columns it has now are kept
+    current = db.execute(
+        "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'dispatches'"
+    ).fetchone()[0]
+    if "'partly sent'" not in current:
+        if _STATUS_CHECK not in current:
+            raise RuntimeError(f"m006: unexpected dispatches definition: {current}")
+        rebuild_table(db, "dispatches", current.replace(_STATUS_CHECK, _STATUS_CHECK_V2))
+    with db.atomic():
+        # sent dispatches with readers never reached were reported done; say what they are
+        db.execute(
+            "UPDATE dispatches SET status = 'partly sent' WHERE status = 'sent' AND EXISTS"
+            " (SELECT 1 FROM deliveries d WHERE d.dispatch_id = dispatches.id AND"
+            " (d.status IN ('queued', 'sending', 'unknown')"
+            " OR (d.status = 'failed' AND d.failure = 'temporary')))"
+        )
+
+
 # --- m007_security: links bound to a never-reused identity; webhook replay receipts ---------
 
 

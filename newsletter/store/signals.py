@@ -233,14 +233,16 @@ class Signals:
         ]
 
     def sent_ids(self, *, excluding_dispatch: int | None = None) -> set[int]:
-        """Signals already included in a sent dispatch, so no signal goes out twice."""
+        """Signals in a dispatch that has gone out (sent, or partly: some readers have it), so
+        no signal goes out twice."""
         return {
             r[0]
             for r in self.db.execute(
                 """
                 SELECT ds.signal_id FROM dispatch_signals ds
                 JOIN dispatches d ON d.id = ds.dispatch_id
-                WHERE d.status = 'sent' AND ds.included = 1 AND d.id IS NOT ?
+                WHERE d.status IN ('sending', 'partly sent', 'sent') AND ds.included = 1
+                AND d.id IS NOT ?
                 """,
                 [excluding_dispatch],
             )

@@ -1,4 +1,4 @@
-"""Senders: one small interface (`Sender`), one module per way mail can leave."""
+"""Senders: one small interface (`Sender`, see `base`), one module per way mail can leave."""
 
 from __future__ import annotations
 
@@ -7,7 +7,15 @@ from collections.abc import Callable
 import httpx
 
 from newsletter.delivery.dkim import DkimSigner
-from newsletter.delivery.senders.base import Sender, SenderUnavailable, SendResult, UnknownOutcome
+from newsletter.delivery.senders.base import (
+    Lookup,
+    RejectedRequest,
+    Sender,
+    SenderUnavailable,
+    SendResult,
+    UnknownOutcome,
+    batch_key,
+)
 from newsletter.delivery.senders.file import FileSender
 from newsletter.delivery.senders.http import make_client
 from newsletter.delivery.senders.mailgun import MailgunSender
@@ -21,9 +29,11 @@ from newsletter.settings import Settings
 
 __all__ = [
     "FileSender",
+    "Lookup",
     "MailgunSender",
     "MemorySender",
     "PostmarkSender",
+    "RejectedRequest",
     "ResendSender",
     "SendGridSender",
     "SendResult",
@@ -32,6 +42,7 @@ __all__ = [
     "SmtpConfig",
     "SmtpSender",
     "UnknownOutcome",
+    "batch_key",
     "dkim_signer",
     "make_sender",
 ]
@@ -72,15 +83,22 @@ def make_sender(settings: Settings, *, transport: httpx.BaseTransport | None = N
             settings.postmark_token,
             client(settings.postmark_api_url),
             stream=settings.postmark_stream,
+            batch_size=settings.batch_size,
         )
     if kind == "sendgrid":
-        return SendGridSender(settings.sendgrid_key, client(settings.sendgrid_api_url))
+        return SendGridSender(
+            settings.sendgrid_key,
+            client(settings.sendgrid_api_url),
+            batch_size=settings.batch_size,
+        )
     if kind == "mailgun":
         return MailgunSender(
             settings.mailgun_key, settings.mailgun_domain, client(settings.mailgun_api_url)
         )
     if kind == "resend":
-        return ResendSender(settings.resend_key, client(settings.resend_api_url))
+        return ResendSender(
+            settings.resend_key, client(settings.resend_api_url), batch_size=settings.batch_size
+        )
     if kind == "ses":
         return _ses(settings, client)
     raise SettingsError(f"NEWSLETTER_SENDER: unknown sender {kind!r}")

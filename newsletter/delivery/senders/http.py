@@ -1,5 +1,9 @@
 """What the HTTP API senders share: one httpx client, and the mapping of HTTP answers and
-transport errors onto temporary / permanent failures, with Retry-After honoured.
+transport errors onto our error tree, with Retry-After honoured.
+
+The line that matters: before the request has fully left, a failure is temporary (nothing can
+have been accepted); after it, a lost or unreadable answer is `UnknownOutcome` (the provider
+may have accepted it). A 2xx is never a failure, whatever its body says.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ import msgspec
 
 from newsletter import __version__
 from newsletter.delivery.message import Message, MimeTemplate
-from newsletter.delivery.senders.base import SenderUnavailable, UnknownOutcome
+from newsletter.delivery.senders.base import RejectedRequest, SenderUnavailable, UnknownOutcome
 from newsletter.errors import PermanentSendError, SendError, TemporarySendError
 
 USER_AGENT = f"newsletter/{__version__}"
@@ -70,14 +74,13 @@ def post(
     url: str,
     *,
     json: Any = None,
-    idempotent: bool = False,
     **kwargs: Any,
 ) -> httpx.Response:
     """POST, mapping transport errors onto the error tree.
 
     Failures before the request was fully sent are temporary. A read timeout or a dropped
-    connection after it was sent leaves the outcome unknown (the provider may have accepted it),
-    unless the call is idempotent (an idempotency key), when retrying is safe. JSON bodies are
+    connection after it was sent leaves the outcome unknown (the provider may have accepted it;
+    whether repeating it is safe is the sender's declared `idempotent`). JSON bodies are
     encoded with msgspec: about four times faster than the json module on 50 KB HTML parts,
     which is most of an API sender's cost per message.
     """
@@ -96,10 +99,17 @@ def post(
     except (httpx.WriteError, httpx.WriteTimeout) as exc:
         raise TemporarySendError(f"{provider}: request not sent ({type(exc).__name__})") from None
     except httpx.TransportError as exc:
-        detail = f"{provider}: no answer after the request was sent ({type(exc).__name__})"
-        if idempotent:
-            raise TemporarySendError(detail) from None
-        raise UnknownOutcome(detail) from None
+        raise UnknownOutcome(
+            f"{provider}: no answer after the request was sent ({type(exc).__name__})"
+        ) from None
+
+
+def get(client: httpx.Client, provider: str, url: str, **kwargs: Any) -> httpx.Response:
+    """GET for a lookup: any transport failure is a SendError (the record could not be read)."""
+    try:
+        return client.get(url, **kwargs)
+    except httpx.TransportError as exc:
+        raise TemporarySendError(f"{provider}: lookup failed ({type(exc).__name__})") from None
 
 
 def _json_chunks(value: Any, size: int = 256 * 1024) -> list[bytes]:
@@ -141,15 +151,22 @@ def retry_after(response: httpx.Response, now: float | None = None) -> float | N
 
 
 def error_for(response: httpx.Response, provider: str, detail: str, credential: str) -> SendError:
-    """The failure an unsuccessful answer means: 429/5xx temporary, 401/403 stop, else permanent."""
+    """The failure a non-2xx answer means: 401/403 stop the run, 429 is waited out, 408/409/5xx
+    are temporary, 400/413/422 refuse the request for its content, anything else is permanent.
+    None of these is about one recipient: a request-wide answer says nothing about one address.
+    """
     status = response.status_code
     text = f"{provider}: HTTP {status}: {detail}".strip().rstrip(":")
     if status in (401, 403):
         return SenderUnavailable(
             f"{provider}: HTTP {status}: credentials refused; check {credential}"
         )
-    if status in (408, 409, 429) or status >= 500:
+    if status == 429:
+        return TemporarySendError(text, retry_after=retry_after(response), throttled=True)
+    if status in (408, 409) or status >= 500:
         return TemporarySendError(text, retry_after=retry_after(response))
+    if status in (400, 413, 422):
+        return RejectedRequest(text)
     return PermanentSendError(text)
 
 
@@ -158,3 +175,16 @@ def json_or_empty(response: httpx.Response) -> Any:
         return response.json()
     except ValueError:
         return {}
+
+
+def accepted_body(response: httpx.Response, provider: str) -> Any:
+    """The JSON of a 2xx answer; UnknownOutcome when it does not parse, since the status says the
+    provider took the request and only the body that would say what became of each message is
+    missing."""
+    try:
+        return response.json()
+    except ValueError:
+        raise UnknownOutcome(
+            f"{provider}: HTTP {response.status_code} with an answer that does not parse;"
+            " the messages may have been accepted"
+        ) from None

@@ -5,6 +5,12 @@ link), so one call carries the shared content once with substitution tags at tho
 each personalization carries its own values, recipient and List-Unsubscribe headers. Copies that
 do not line up with the first are sent in calls of their own. The answer is 202 with an
 `X-Message-Id` header.
+
+SendGrid's Mail Send takes no idempotency key, and finding out afterwards whether a message was
+accepted needs its Email Activity feed (a paid add-on we do not assume): a call whose answer is
+lost stays `unknown` for the operator to decide. One invalid address fails its whole request
+(400 naming the personalization); the delivery state machine splits such a request in halves,
+so only that reader fails.
 """
 
 from __future__ import annotations
@@ -74,9 +80,12 @@ class SendGridSender(Sender):
     name = "sendgrid"
     batch_size = MAX_PERSONALIZATIONS
 
-    def __init__(self, api_key: str, client: httpx.Client) -> None:
+    def __init__(
+        self, api_key: str, client: httpx.Client, *, batch_size: int = MAX_PERSONALIZATIONS
+    ) -> None:
         self.api_key = api_key
         self.client = client
+        self.batch_size = max(1, min(batch_size, MAX_PERSONALIZATIONS))
 
     def payload(self, messages: Sequence[Message], shared: Shared) -> dict[str, Any]:
         first = messages[0]

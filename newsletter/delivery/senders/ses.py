@@ -158,8 +158,8 @@ def error_for(response: httpx.Response, body: Any, message: Message) -> SendErro
     if isinstance(body, dict):
         text = str(body.get("message") or body.get("Message") or "")
     detail = f"ses: HTTP {status} {code}: {text}".strip().rstrip(":")
-    if code in TEMPORARY or status == 429:
-        return TemporarySendError(detail, retry_after=retry_after(response))
+    if code in TEMPORARY or status == 429:  # a rate or a quota: waited out, not a fault
+        return TemporarySendError(detail, retry_after=retry_after(response), throttled=True)
     if code in UNAVAILABLE:
         return SenderUnavailable(f"{detail} ({UNAVAILABLE[code]})")
     if code in AUTH or status in (401, 403):
@@ -168,8 +168,10 @@ def error_for(response: httpx.Response, body: Any, message: Message) -> SendErro
         return SenderUnavailable(f"{detail} (verify NEWSLETTER_FROM's address or domain in SES)")
     if status >= 500 or status in (408, 409):
         return TemporarySendError(detail, retry_after=retry_after(response))
-    # MessageRejected, BadRequestException and any other 4xx: this message, as it is, never
-    return PermanentSendError(detail)
+    # MessageRejected, BadRequestException and any other 4xx: this message, as it is, never.
+    # A rejection names this message (its recipient or content); a malformed request from us
+    # would be refused for every reader, so it counts towards the error threshold.
+    return PermanentSendError(detail, about_recipient=code == "MessageRejected")
 
 
 def _sender_not_verified(text: str, message: Message) -> bool:

@@ -3,7 +3,12 @@
 Each thread that calls `send` keeps its own connection open across messages (one connection
 per concurrent worker), reconnecting after the server closes it or after N messages. Replies
 map to the error tree: 4xx and dropped connections are temporary, 5xx permanent, and a 5xx on
-RCPT that says the mailbox does not exist is a hard bounce.
+RCPT that says the mailbox does not exist is a hard bounce. Only answers to RCPT are about the
+recipient; a refused MAIL FROM or DATA, or a server that cannot be reached, is the server's or
+the message's fault and counts towards the error threshold that pauses a run.
+
+SMTP has no way to ask a server afterwards whether it kept a message, and no idempotency: a
+connection lost after the message data was sent leaves the delivery `unknown` for the operator.
 """
 
 from __future__ import annotations
@@ -144,8 +149,8 @@ class SmtpSender(Sender):
             data = message.as_bytes()
             if self.signer is not None:
                 data = self.signer.sign(data)
-        except SendError as exc:
-            return SendResult(message, error=PermanentSendError(str(exc)))
+        except SendError as exc:  # this reader's values cannot make a valid message
+            return SendResult(message, error=PermanentSendError(str(exc), about_recipient=True))
         for reused in (True, False):
             try:
                 connection = self._connection()
@@ -216,8 +221,12 @@ class SmtpSender(Sender):
         except (OSError, smtplib.SMTPException):
             self._drop()
         if 400 <= code < 500:
-            return TemporarySendError(detail)
-        return PermanentSendError(detail, hard_bounce=recipient and code in HARD_BOUNCE_CODES)
+            return TemporarySendError(detail, about_recipient=recipient)
+        return PermanentSendError(
+            detail,
+            hard_bounce=recipient and code in HARD_BOUNCE_CODES,
+            about_recipient=recipient,
+        )
 
 
 def _queue_id(reply: bytes) -> str | None:
