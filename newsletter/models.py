@@ -117,12 +117,29 @@ class Subscriber:
     status: str
     #: what this person's links are signed with (see `tokens`); "" for a sample reader
     token_nonce: str = field(default="", repr=False)
+    #: the sections (by title) this reader turned off: any other, a new one included, is on
+    sections_off: frozenset[str] = frozenset()
+    #: Unix time until which this reader gets nothing (a pause); None: not paused
+    paused_until: float | None = None
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> Subscriber:
+        off = row.get("sections_off")
         return cls(
-            row["id"], row["email"], row.get("name"), row["status"], row.get("token_nonce") or ""
+            row["id"],
+            row["email"],
+            row.get("name"),
+            row["status"],
+            row.get("token_nonce") or "",
+            frozenset(json.loads(off)) if off else frozenset(),
+            row.get("paused_until"),
         )
+
+    def wants(self, section: str) -> bool:
+        return section not in self.sections_off
+
+    def paused_at(self, now: float) -> bool:
+        return self.paused_until is not None and now < self.paused_until
 
 
 @dataclass(frozen=True)

@@ -663,3 +663,22 @@ def m011_engagement(db: Database) -> None:
         )
         """,
     )
+
+
+# Registered after m011 although numbered before it: m006-m011 were released first, and a
+# database that already ran them gets this one next (sqlite-utils applies what is missing, in
+# the order registered here).
+@MIGRATIONS(name="m010_preferences")
+def m010_preferences(db: Database) -> None:
+    # Readers' preferences. `sections_off`: a JSON array of the section titles this reader
+    # turned off (every other section, one that appears later included, is on);
+    # `sections_seen`: the titles they were shown on their preferences page (so the page can
+    # say which are new); `paused_until`: Unix time until which they get no dispatch.
+    _run(
+        db,
+        """
+        ALTER TABLE subscribers ADD COLUMN sections_off TEXT NOT NULL DEFAULT '[]';
+        ALTER TABLE subscribers ADD COLUMN sections_seen TEXT NOT NULL DEFAULT '[]';
+        ALTER TABLE subscribers ADD COLUMN paused_until REAL
+        """,
+    )

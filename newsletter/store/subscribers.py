@@ -304,8 +304,8 @@ class Subscribers:
             page = list(
                 rows(
                     self.db,
-                    "SELECT id, email, name, status, token_nonce FROM subscribers"
-                    " WHERE status = 'active' AND id > ? ORDER BY id LIMIT ?",
+                    "SELECT id, email, name, status, token_nonce, sections_off, paused_until"
+                    " FROM subscribers WHERE status = 'active' AND id > ? ORDER BY id LIMIT ?",
                     [after, batch],
                 )
             )
