@@ -217,9 +217,7 @@ def _raw_smtp(port: int, data: bytes, total: int) -> float:
 
 def _raw_api(port: int, composer: object, total: int) -> float:
     """The same httpx client the senders use, posting one pre-built batch payload again."""
-    import msgspec
-
-    from newsletter.delivery.senders.http import make_client
+    from newsletter.delivery.senders.http import encode_json, make_client
     from newsletter.delivery.senders.resend import ResendSender
     from newsletter.models import Subscriber
 
@@ -228,7 +226,7 @@ def _raw_api(port: int, composer: object, total: int) -> float:
         composer.compose(Subscriber(i, f"r{i}@example.com", f"R {i}", "active"))  # type: ignore[attr-defined]
         for i in range(API_BATCH)
     ]
-    payload = msgspec.json.encode([sender.payload(m) for m in messages])
+    payload = encode_json([sender.payload(m) for m in messages])
     batches = total // API_BATCH // CONNECTIONS
 
     def worker() -> None:

@@ -404,9 +404,7 @@ def test_prebuilt_json_bodies_equal_encoding_the_composed_text(settings: Setting
     composed html and text, whatever the reader's name holds."""
     import json
 
-    import msgspec
-
-    from newsletter.delivery.senders.http import json_body
+    from newsletter.delivery.senders.http import Spliced, encode_json, json_body
     from newsletter.demo import load_sample
     from newsletter.dispatch.build import approve, build_dispatch
     from newsletter.models import Subscriber
@@ -422,10 +420,22 @@ def test_prebuilt_json_bodies_equal_encoding_the_composed_text(settings: Setting
         message = composer.compose(Subscriber(7, "zoe@example.org", name, "active"))
         for part in ("html", "text"):
             fast = json_body(message, part)
-            assert isinstance(fast, msgspec.Raw)
+            assert isinstance(fast, Spliced)
             assert json.loads(bytes(fast)) == getattr(message, part)
+        # written in place inside a request body, between other values and items
+        items = [{"a": 1, "html": json_body(message, "html"), "text": json_body(message, "text")}]
+        for size in (64, 256 * 1024):  # chunked inside a message, or all in one piece
+            decoded = json.loads(encode_json(items * 3))
+            assert decoded == [{"a": 1, "html": message.html, "text": message.text}] * 3
+            assert json.loads(b"".join(_chunks(items * 3, size))) == decoded
     # bodies replaced after composing are encoded the plain way
     from dataclasses import replace
 
     changed = replace(message, html="<p>other</p>")
     assert json_body(changed, "html") == "<p>other</p>"
+
+
+def _chunks(value: object, size: int) -> list[bytes]:
+    from newsletter.delivery.senders.http import _json_chunks
+
+    return _json_chunks(value, size)
