@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import hashlib
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 
@@ -128,3 +128,22 @@ class Sender(ABC):
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+def send_each(
+    messages: Sequence[Message], send_one: Callable[[Message], str | None]
+) -> list[SendResult]:
+    """A batch for a sender whose API takes one message a call: one result per message. A lone
+    message's error is raised (the run's retry rules see it directly); SenderUnavailable always
+    is, since no later message can go either."""
+    results = []
+    for message in messages:
+        try:
+            results.append(SendResult(message, provider_id=send_one(message)))
+        except SenderUnavailable:
+            raise
+        except SendError as exc:
+            if len(messages) == 1:
+                raise
+            results.append(SendResult(message, error=exc))
+    return results

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 import httpx
 
 from newsletter.delivery.message import Message
-from newsletter.delivery.senders.base import Lookup, Sender, SenderUnavailable, SendResult
+from newsletter.delivery.senders.base import Lookup, Sender, SendResult, send_each
 from newsletter.delivery.senders.http import error_for, get, json_or_empty, post
 from newsletter.errors import SendError
 
@@ -54,17 +54,7 @@ class MailgunSender(Sender):
         self.client.close()
 
     def send(self, messages: Sequence[Message]) -> list[SendResult]:
-        results = []
-        for message in messages:
-            try:
-                results.append(SendResult(message, provider_id=self._send_one(message)))
-            except SenderUnavailable:
-                raise
-            except SendError as exc:
-                if len(messages) == 1:
-                    raise
-                results.append(SendResult(message, error=exc))
-        return results
+        return send_each(messages, self._send_one)
 
     def _send_one(self, message: Message) -> str | None:
         response = post(

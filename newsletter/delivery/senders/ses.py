@@ -26,7 +26,13 @@ import msgspec
 
 from newsletter.delivery.dkim import DkimSigner
 from newsletter.delivery.message import Message
-from newsletter.delivery.senders.base import Sender, SenderUnavailable, SendResult, UnknownOutcome
+from newsletter.delivery.senders.base import (
+    Sender,
+    SenderUnavailable,
+    SendResult,
+    UnknownOutcome,
+    send_each,
+)
 from newsletter.delivery.senders.http import json_or_empty, post, retry_after
 from newsletter.delivery.senders.sigv4 import SigV4
 from newsletter.errors import PermanentSendError, SendError, TemporarySendError
@@ -96,17 +102,7 @@ class SesSender(Sender):
         self.client.close()
 
     def send(self, messages: Sequence[Message]) -> list[SendResult]:
-        results = []
-        for message in messages:
-            try:
-                results.append(SendResult(message, provider_id=self._send_one(message)))
-            except SenderUnavailable:
-                raise
-            except SendError as exc:
-                if len(messages) == 1:
-                    raise
-                results.append(SendResult(message, error=exc))
-        return results
+        return send_each(messages, self._send_one)
 
     def payload(self, message: Message) -> dict[str, Any]:
         raw = message.as_bytes()
