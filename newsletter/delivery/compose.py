@@ -110,20 +110,18 @@ class Composer:
         if self.rendered.per_reader_links:  # the reader's part of every tracked link
             values["click"] = reader_part(self.secret, self.rendered.dispatch_id, subscriber.id)
         html_values = {k: str(escape(v)) for k, v in values.items()}
-        html = self.rendered.html.fill(html_values)
-        text = self.rendered.text.fill(values)
+        rendered = self.rendered
+        prebuilt = Prebuilt(self.template, values, html_values, rendered.html, rendered.text)
         mailto, constant, _ = self._list_headers
         headers = {"List-Unsubscribe": f"<{url}>, {mailto}", **constant}
         settings = self.settings
-        return Message(
+        return Message.from_template(
+            prebuilt,
             from_addr=settings.from_addr,
             to_addr=subscriber.email,
             to_name=display_name(subscriber.name),
-            subject=header_text(subject_prefix + self.rendered.subject),
-            html=html,
-            text=text,
+            subject=header_text(subject_prefix + rendered.subject),
             message_id=message_id or self.new_message_id(),
             headers=headers,
             tag=self.tag,
-            prebuilt=Prebuilt(self.template, values, html_values, html, text),
         )

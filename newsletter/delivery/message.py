@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 from email.message import EmailMessage
 from email.policy import SMTP
 from email.utils import format_datetime, formataddr, localtime, parseaddr
-from functools import lru_cache
+from functools import cached_property, lru_cache
+from typing import Protocol
 
 from newsletter.delivery.headers import (
     CRLF,
@@ -53,6 +54,10 @@ class Message:
 
     Every field that reaches a header is checked when the message is made (`check_field`), so
     no sender, MIME or JSON, is ever handed a line break or an encoded word in one.
+
+    A composed message (`from_template`) fills its `html` and `text` only when something reads
+    them: the MIME and JSON paths write the bodies from the dispatch's prebuilt pieces, and two
+    ~40 KB strings a reader, made and dropped, were the largest cost of composing one.
     """
 
     from_addr: str
@@ -66,6 +71,58 @@ class Message:
     tag: str = ""
     #: the prebuilt bodies this message was composed from (see `MimeTemplate`)
     prebuilt: Prebuilt | None = field(default=None, repr=False, compare=False)
+
+    @classmethod
+    def from_template(
+        cls,
+        prebuilt: Prebuilt,
+        *,
+        from_addr: str,
+        to_addr: str,
+        to_name: str,
+        subject: str,
+        message_id: str,
+        headers: dict[str, str],
+        tag: str,
+    ) -> Message:
+        """A message whose bodies are the prebuilt ones, filled on first read."""
+        self = object.__new__(cls)
+        for name, value in (
+            ("from_addr", from_addr),
+            ("to_addr", to_addr),
+            ("to_name", to_name),
+            ("subject", subject),
+            ("message_id", message_id),
+            ("headers", headers),
+            ("tag", tag),
+            ("prebuilt", prebuilt),
+        ):
+            object.__setattr__(self, name, value)
+        self.__post_init__()
+        return self
+
+    def __getattr__(self, name: str) -> str:
+        # only reached for `html` / `text` of a message made by `from_template`, until read
+        prebuilt = self.__dict__.get("prebuilt")
+        if prebuilt is None or name not in ("html", "text"):
+            raise AttributeError(name)
+        value: str = getattr(prebuilt, name)
+        object.__setattr__(self, name, value)
+        return value
+
+    @property
+    def template_bodies(self) -> Prebuilt | None:
+        """The prebuilt bodies when this message's bodies are still theirs (a copy made with
+        other bodies, `dataclasses.replace`, has none): then they can be written from pieces."""
+        fast = self.prebuilt
+        if fast is None:
+            return None
+        own = self.__dict__
+        for name in ("html", "text"):
+            # identity, not equality: compared only once both were filled
+            if name in own and own[name] is not fast.__dict__.get(name):
+                return None
+        return fast
 
     def __post_init__(self) -> None:
         fields = {
@@ -96,9 +153,8 @@ class Message:
 
     def as_bytes(self) -> bytes:
         """The whole message, CRLF line ends, ready for SMTP or a file."""
-        fast = self.prebuilt
-        # Identity, not equality: a copy with other bodies (dataclasses.replace) goes the slow way.
-        if fast is not None and fast.html is self.html and fast.text is self.text:
+        fast = self.template_bodies  # a copy with other bodies goes the slow way
+        if fast is not None:
             # every line of its header block was verified as one field when it was made
             return fast.template.build(self, fast.values, fast.html_values)
         raw = build_mime(self).as_bytes(policy=POLICY)
@@ -106,15 +162,28 @@ class Message:
         return raw
 
 
+class Fillable(Protocol):
+    def fill(self, values: dict[str, str]) -> str: ...
+
+
 @dataclass(frozen=True)
 class Prebuilt:
-    """The per-dispatch byte template and this reader's slot values."""
+    """The per-dispatch byte template and this reader's slot values; the filled bodies are made
+    on first read (and kept: a message and its copies share them)."""
 
     template: MimeTemplate
-    values: Mapping[str, str]
-    html_values: Mapping[str, str]  # the same values, HTML-escaped
-    html: str
-    text: str
+    values: dict[str, str]
+    html_values: dict[str, str]  # the same values, HTML-escaped
+    html_source: Fillable = field(repr=False)
+    text_source: Fillable = field(repr=False)
+
+    @cached_property
+    def html(self) -> str:
+        return self.html_source.fill(self.html_values)
+
+    @cached_property
+    def text(self) -> str:
+        return self.text_source.fill(self.values)
 
 
 def header_line(name: str, value: str) -> bytes:

@@ -61,8 +61,8 @@ def json_body(message: Message, part: str) -> str | Spliced:
     whose bodies were replaced after composing (or built by hand) is encoded the plain way.
     `encode_json` (and `post(json=...)`) write a `Spliced` value in place.
     """
-    fast = message.prebuilt
-    if fast is None or fast.html is not message.html or fast.text is not message.text:
+    fast = message.template_bodies
+    if fast is None:
         return getattr(message, part)
     html = part == "html"
     pieces, slots = _encoded_pieces(fast.template, html)
