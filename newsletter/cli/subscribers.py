@@ -14,7 +14,14 @@ from newsletter.cli.table import table
 from newsletter.store.subscribers import STATUSES
 
 
-@cli.group()
+@cli.group(
+    lazy={
+        "prefs": (
+            "newsletter.cli.preferences:prefs",
+            "Show or change a subscriber's preferences: their sections and a pause.",
+        ),
+    }
+)
 def subscribers() -> None:
     """The people the dispatch goes to."""
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import time
 import unicodedata
+from collections.abc import Iterable
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -197,6 +198,7 @@ def request_signup(
     actor: str = "web",
     now: float | None = None,
     limits: bool = True,
+    sections_off: Iterable[str] = (),
 ) -> Notice | None:
     """Record a sign-up and queue the mail owed for it (returned), or None when none may be.
 
@@ -204,7 +206,8 @@ def request_signup(
     known one is not changed (its owner learns by mail what happened); bounced and complained
     addresses are never mailed; at most one mail an hour goes to any address.
     `limits`: count the sign-up against the per-IP and per-address limits (RateLimited when
-    over), in the same transaction as the sign-up itself.
+    over), in the same transaction as the sign-up itself. `sections_off`: the sections the
+    form's ticks left out (`readers.preferences.sections_off_for`), kept for a new address only.
     """
     address = normalise_email(email, check_deliverability=settings.check_deliverability)
     name = clean_name(name)
@@ -212,14 +215,25 @@ def request_signup(
     consent = settings.consent_text
     with store.subscribers.writing():
         if limits:
-            _count_against_limits(store, settings, address, ip, now)
+            count_against_limits(store, settings, address, ip, now)
         # The same statements whether the address is new or known (a timing would tell)
+        off = sorted(set(sections_off))
         row, new = store.subscribers.sign_up(
-            address, name=name, actor=actor, consent_text=consent, consent_ip=ip, consent_form=form
+            address,
+            name=name,
+            actor=actor,
+            consent_text=consent,
+            consent_ip=ip,
+            consent_form=form,
+            sections_off=off,
         )
         subscriber_id, nonce = row["id"], row["token_nonce"]
         event = "subscriber.pending" if new else "subscriber.signup_again"
-        store.subscribers.log(subscriber_id, event, actor, consent=consent, ip=ip, form=form)
+        # the sections chosen on the form are part of what was consented to
+        chosen = {"sections_off": off} if new and off else {}
+        store.subscribers.log(
+            subscriber_id, event, actor, consent=consent, ip=ip, form=form, **chosen
+        )
         kind = {"pending": "confirm", "active": "already", "unsubscribed": "resubscribe"}.get(
             row["status"]
         )
@@ -239,9 +253,11 @@ class RateLimited(SubscriberError):
     retry_after = int(SIGNUP_WINDOW)
 
 
-def _count_against_limits(
+def count_against_limits(
     store: Store, settings: Settings, address: str, ip: str | None, now: float
 ) -> None:
+    """Count one request for `address` from `ip` (a sign-up, a change of address); RateLimited
+    when either is over its hourly limit. Inside the caller's write transaction."""
     window = int(SIGNUP_WINDOW)
     checks = [
         (f"ip:{ip}", settings.signup_ip_limit),
@@ -325,6 +341,10 @@ def _confirm(store: Store, settings: Settings, text: str, now: float | None, *, 
             return "ready" if purpose == "confirm" else "ready_again"
         store.subscribers.set_status(row["id"], "active", actor="web", reason=f"{purpose} link")
         store.subscribers.forget_erasure(row["email"])
+        if purpose == "confirm" and settings.welcome:
+            # in the confirmation's own transaction: both are recorded, or neither, so a
+            # restart never loses the welcome and a second click (now `used`) never repeats it
+            store.notices.queue(row["id"], "welcome", issued_at=now)
     return "confirmed"
 
 
