@@ -14,7 +14,7 @@ from typing import Any
 from flask import Blueprint, Response, jsonify, make_response, render_template, request
 
 from newsletter.errors import SubscriberError
-from newsletter.readers.preferences import known_sections, sections_off_for
+from newsletter.readers.sections import known_sections, sections_off_for
 from newsletter.readers.subscriptions import (
     SIGNUP_WINDOW,
     InvalidName,

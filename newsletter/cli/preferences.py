@@ -43,6 +43,7 @@ def prefs(
     With no option, shows them. A section that appears later is on unless turned off.
     """
     from newsletter.readers import preferences as p
+    from newsletter.readers import sections as titles
     from newsletter.readers.subscriptions import find
 
     if sections is not None and everything:
@@ -55,12 +56,12 @@ def prefs(
         row = find(store, email)
         if row["status"] not in p.OPEN and (sections or everything or pause_weeks or resume):
             raise click.ClickException(f"{row['email']} is {row['status']}; nothing changed")
-        known = p.known_sections(store, settings)
+        known = titles.known_sections(store, settings)
         if sections is not None or everything:
             try:
-                named = p.split_titles(sections or "")
-                on = known if everything else p.resolve_titles(known, named)
-            except p.UnknownSection as exc:
+                named = titles.split_titles(sections or "")
+                on = known if everything else titles.resolve_titles(known, named)
+            except titles.UnknownSection as exc:
                 raise click.BadParameter(str(exc), param_hint="--sections") from None
             if not on:
                 raise click.BadParameter("name at least one section", param_hint="--sections")

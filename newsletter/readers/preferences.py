@@ -21,15 +21,15 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from newsletter.dispatch.select import UNCATEGORISED
 from newsletter.errors import SubscriberError
 from newsletter.models import Subscriber
+from newsletter.readers.sections import known_sections
 from newsletter.readers.subscriptions import (
     NOTICE_EVERY,
     _genuine,
@@ -43,62 +43,8 @@ from newsletter.store import Store
 PAUSE_WEEKS = (2, 4, 8)
 MAX_PAUSE_WEEKS = 52
 WEEK = 7 * 86400
-#: the sections of this many latest dispatches are offered beside NEWSLETTER_SECTIONS
-RECENT_DISPATCHES = 8
 #: statuses whose preferences can still be changed
 OPEN = ("pending", "active")
-
-
-class UnknownSection(SubscriberError):
-    """A section title that is neither configured nor in a recent dispatch."""
-
-
-# --- sections --------------------------------------------------------------------------------
-
-
-def known_sections(store: Store, settings: Settings) -> list[str]:
-    """The sections a reader can choose from: NEWSLETTER_SECTIONS in their order, then the
-    categories of recent dispatches alphabetically, spelled as the dispatch titles them
-    (a configured section keeps its configured spelling; categories match whatever their case)."""
-    titles = {name.lower(): name for name in settings.sections}
-    others: dict[str, str] = {}
-    for raw in store.dispatches.recent_sections(RECENT_DISPATCHES):
-        name = (raw or "").strip() or UNCATEGORISED
-        if name.lower() not in titles:
-            others.setdefault(name.lower(), name)
-    return [*settings.sections, *(others[key] for key in sorted(others))]
-
-
-def resolve_titles(known: Sequence[str], given: Iterable[str], *, where: str = "") -> list[str]:
-    """The known titles `given` names (any case); UnknownSection naming the first unknown one."""
-    by_key = {title.lower(): title for title in known}
-    found = []
-    for raw in given:
-        text = " ".join(str(raw).split())
-        if not text:
-            continue
-        title = by_key.get(text.lower())
-        if title is None:
-            prefix = f"{where}: " if where else ""
-            raise UnknownSection(
-                f"{prefix}unknown section {text[:80]!r} (sections: {', '.join(known)})"
-            )
-        if title not in found:
-            found.append(title)
-    return found
-
-
-def sections_off_for(store: Store, settings: Settings, chosen: Iterable[str]) -> list[str]:
-    """What a reader who chose `chosen` turns off, relative to the sections known now (a sign-up
-    or an import: any section that appears later will be on)."""
-    known = known_sections(store, settings)
-    taken = set(resolve_titles(known, chosen))
-    return [title for title in known if title not in taken]
-
-
-def split_titles(text: str) -> list[str]:
-    """A list of section titles as a CSV cell or a CLI option writes it: `,` or `;` between."""
-    return [part.strip() for part in text.replace(";", ",").split(",") if part.strip()]
 
 
 @dataclass(frozen=True)
