@@ -28,6 +28,7 @@ from newsletter.delivery.resolve import ACCEPTED, NEVER_ARRIVED, lookup_verdict,
 from newsletter.delivery.senders.base import Sender, SenderUnavailable, UnknownOutcome
 from newsletter.dispatch.render import templates_dir
 from newsletter.errors import PermanentSendError, SendError, TemporarySendError
+from newsletter.readers.preferences import change_purpose
 from newsletter.readers.subscriptions import Notice
 from newsletter.settings import Settings
 from newsletter.store import Store
@@ -95,11 +96,13 @@ def queue_notice(
 def confirm_url(settings: Settings, secret: str, notice: Notice) -> str:
     """The link that confirms what the notice asks: a subscription, or a new address (dated
     with the request: only the latest request's link works)."""
-    purpose = {"resubscribe": "resubscribe", "change": "change"}.get(notice.kind, "confirm")
+    purpose = "resubscribe" if notice.kind == "resubscribe" else "confirm"
+    if notice.kind == "change":  # to the new address, signed for it (`readers.preferences`)
+        purpose = change_purpose(notice.email)
     token = make_token(
         secret, purpose, notice.subscriber_id, notice.token_nonce, issued_at=int(notice.claimed_at)
     )
-    route = "address" if purpose == "change" else "confirm"
+    route = "address" if notice.kind == "change" else "confirm"
     return f"{settings.public_url}/{route}/{token}"
 
 
