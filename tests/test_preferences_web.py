@@ -375,7 +375,7 @@ def test_the_welcome_arrives_once_after_a_first_confirmation(live: Live, run) ->
     ]
     welcome = text_of(mails[1])
     assert live.settings.tagline in welcome  # the publication's note (NEWSLETTER_WELCOME_NOTE)
-    assert "AI, Markets, Policy, Energy, Science" in welcome
+    assert "AI, Markets, Policy, Energy and Science" in welcome
     assert f"{live.settings.public_url}/archive/{WEEK}/" in welcome
     assert live.client.get(prefs_path(mails[1])).status_code == 200
     assert mails[1]["To"].addresses[0].display_name == ""

@@ -52,7 +52,7 @@ SUBJECTS = {
     "welcome": "Welcome to {name}",
     "change": "Confirm your new address for {name}",
     "changed": "Your address for {name} has changed",
-    "change_taken": "Someone asked to move a {name} subscription to this address",
+    "change_taken": "Someone asked to move a subscription to {name} to this address",
 }
 #: kinds that go to someone who may not be the reader (a new address nobody has confirmed, an
 #: old address the reader has left): they carry no link that acts on the subscription
