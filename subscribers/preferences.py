@@ -106,6 +106,8 @@ def save(token: str) -> Any:
         return _form(row, error=_why(exc), email=changes.new_email[:254], status=400)
     if saved is None:
         return page(*INVALID, status=404, back=True)
+    if saved.address_asked:
+        w.mailer.nudge()  # the new address's confirmation (or the taken one's owner's notice)
     row = preferences_row(w.store, w.settings, token)
     if row is None:  # unsubscribed or erased in between
         return page(*INVALID, status=404, back=True)
