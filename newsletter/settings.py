@@ -732,10 +732,34 @@ SETTINGS: tuple[Spec, ...] = (
         "messages per email API call at most (the provider's own limit applies too); a killed"
         " run leaves at most (NEWSLETTER_CONCURRENCY + 1) calls unanswered",
     ),
+    # readers' preferences and the welcome mail (issue 14)
+    Spec(
+        "signup_sections",
+        "NEWSLETTER_SIGNUP_SECTIONS",
+        "false",
+        _bool,
+        "the sign-up form offers the sections as checkboxes (the JSON sign-up takes `sections`"
+        " either way)",
+    ),
+    Spec(
+        "welcome",
+        "NEWSLETTER_WELCOME",
+        "true",
+        _bool,
+        "a welcome mail on a reader's first confirmation",
+    ),
+    Spec(
+        "welcome_note",
+        "NEWSLETTER_WELCOME_NOTE",
+        "",
+        _text,
+        "the publication's note opening the welcome mail, plain text ({publication} for the"
+        " name; empty: the tagline)",
+    ),
 )
 
 #: settings whose text may name the publication: {publication}, or {PUBLICATION} in capitals
-NAMED_TEXTS = ("consent_text", "stream_disclaimer", "stream_tracked_by")
+NAMED_TEXTS = ("consent_text", "stream_disclaimer", "stream_tracked_by", "welcome_note")
 
 
 def name_in(text: str, name: str) -> str:
@@ -845,6 +869,10 @@ class Settings:
     # delivery accounting (issue 10)
     error_threshold: int
     batch_size: int
+    # readers' preferences and the welcome mail (issue 14)
+    signup_sections: bool
+    welcome: bool
+    welcome_note: str
 
     @property
     def from_email(self) -> str:

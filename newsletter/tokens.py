@@ -109,3 +109,9 @@ def legacy_matches(secret: str, purpose: str, token: Token) -> bool:
 def unsubscribe_token(secret: str, subscriber_id: int, nonce: str) -> str:
     # Fixed issue time: every message to one reader carries the same link until it is rotated.
     return make_token(secret, "unsubscribe", subscriber_id, nonce, issued_at=0)
+
+
+def preferences_token(secret: str, subscriber_id: int, nonce: str) -> str:
+    # Fixed issue time like the unsubscribe link: every message carries the same one, and it
+    # works until the reader's links are rotated (an address change rotates them too).
+    return make_token(secret, "preferences", subscriber_id, nonce, issued_at=0)

@@ -68,13 +68,14 @@ def create_app(
     app.extensions["newsletter"] = Web(settings, stores, mailer, secret)
     clicks.install(app, settings, stores, secret)  # /r/<token>, ahead of Flask's routing
 
-    from subscribers import archive, links, signup, stream, webhooks
+    from subscribers import archive, links, preferences, signup, stream, webhooks
 
     app.register_blueprint(signup.blueprint)
     app.register_blueprint(links.blueprint)
     app.register_blueprint(webhooks.blueprint)
     app.register_blueprint(archive.blueprint)
     app.register_blueprint(stream.blueprint)
+    app.register_blueprint(preferences.blueprint)
     app.add_url_rule("/healthz", "healthz", healthz)
     app.after_request(_security_headers)
     app.register_error_handler(HTTPException, _http_error)

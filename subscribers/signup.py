@@ -14,6 +14,7 @@ from typing import Any
 from flask import Blueprint, Response, jsonify, make_response, render_template, request
 
 from newsletter.errors import SubscriberError
+from newsletter.readers.sections import known_sections, sections_off_for
 from newsletter.readers.subscriptions import (
     SIGNUP_WINDOW,
     InvalidName,
@@ -80,7 +81,13 @@ def subscribe() -> Any:
     email, name = _text(data, "email"), _text(data, "name")
     form = f"json from {origin}" if as_json else f"form on {origin}" if origin else "form at /"
     try:
-        request_signup(w.store, w.settings, email, name=name, ip=ip, form=form)
+        off = _sections_off(data, as_json)
+    except SubscriberError as exc:
+        if as_json:
+            return _cors(make_response(jsonify(ok=False, error=str(exc)), 400))
+        return _form_page(error=str(exc), email=email[:254], name=name[:200], status=400)
+    try:
+        request_signup(w.store, w.settings, email, name=name, ip=ip, form=form, sections_off=off)
     except RateLimited:
         return _too_many()
     except SubscriberError as exc:
@@ -96,6 +103,25 @@ def subscribe() -> Any:
     # workers are nudged either way, so the work this answer leaves behind looks the same.
     w.mailer.nudge()
     return _thanks(as_json)
+
+
+def _sections_off(data: Any, as_json: bool) -> list[str]:
+    """The sections the sign-up leaves out: JSON's `sections` (a list of titles), or the form's
+    ticks when it offered them (NEWSLETTER_SIGNUP_SECTIONS); none asked for, none left out."""
+    w = web()
+    if as_json:
+        if "sections" not in data:
+            return []
+        chosen = data["sections"]
+        if not isinstance(chosen, list) or not all(isinstance(t, str) for t in chosen):
+            raise SubscriberError('sections: a list of section titles, e.g. ["AI", "Energy"]')
+    elif data.get("sections_offered"):
+        chosen = data.getlist("section")
+    else:
+        return []
+    if len(chosen) > 200 or not any(t.strip() for t in chosen):
+        raise SubscriberError("sections: choose at least one section")
+    return sections_off_for(w.store, w.settings, chosen)
 
 
 def _text(data: Any, key: str) -> str:
@@ -118,8 +144,18 @@ def _cors(response: Response) -> Response:
 
 
 def _form_page(error: str | None = None, status: int = 200, **values: str) -> Response:
-    cookie, field = csrf.issue(web().secret, request.cookies.get(csrf.COOKIE))
-    html = render_template("index.html", csrf_token=field, error=error, **values)
+    w = web()
+    cookie, field = csrf.issue(w.secret, request.cookies.get(csrf.COOKIE))
+    sections = known_sections(w.store, w.settings) if w.settings.signup_sections else []
+    ticked = set(request.form.getlist("section")) if request.method == "POST" else set(sections)
+    html = render_template(
+        "index.html",
+        csrf_token=field,
+        error=error,
+        sections=sections,
+        ticked=ticked,
+        **values,
+    )
     response = make_response(html, status)
     csrf.set_cookie(response, cookie, secure=web().settings.public_url.startswith("https://"))
     return response

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import sys
+import time
 from pathlib import Path
 
 import click
@@ -14,7 +15,14 @@ from newsletter.cli.table import table
 from newsletter.store.subscribers import STATUSES
 
 
-@cli.group()
+@cli.group(
+    lazy={
+        "prefs": (
+            "newsletter.cli.preferences:prefs",
+            "Show or change a subscriber's preferences: their sections and a pause.",
+        ),
+    }
+)
 def subscribers() -> None:
     """The people the dispatch goes to."""
 
@@ -76,14 +84,27 @@ def subscribers_add(app: App, email: str, name: str | None, confirmed: bool) -> 
 @click.option("--email-column", default="email", show_default=True, help="Column of addresses.")
 @click.option("--name-column", default="name", show_default=True, help="Column of names.")
 @click.option(
+    "--sections-column",
+    default="sections",
+    show_default=True,
+    help="Column of the sections each reader takes (titles, `,` or `;` between; empty: all).",
+)
+@click.option(
     "--confirmed", is_flag=True, help="Consent was given elsewhere: active, no confirmation mail."
 )
 @click.option("--dry-run", is_flag=True, help="Report what would happen; change and send nothing.")
 @pass_app
 def subscribers_import(
-    app: App, file: Path, email_column: str, name_column: str, confirmed: bool, dry_run: bool
+    app: App,
+    file: Path,
+    email_column: str,
+    name_column: str,
+    sections_column: str,
+    confirmed: bool,
+    dry_run: bool,
 ) -> None:
     """Import a CSV file. Never re-subscribes anyone who unsubscribed, bounced or complained."""
+    from newsletter.readers.sections import known_sections
     from newsletter.readers.subscriptions import import_csv
 
     report = import_csv(
@@ -91,6 +112,8 @@ def subscribers_import(
         file,
         email_column=email_column,
         name_column=name_column,
+        sections_column=sections_column,
+        known_sections=known_sections(app.store, app.settings),
         confirmed=confirmed,
         dry_run=dry_run,
     )
@@ -119,15 +142,17 @@ def subscribers_import(
 def subscribers_export(app: App, status: str | None, output: Path | None) -> None:
     """Write subscribers as CSV, with their consent records."""
     from newsletter.private_files import open_file
+    from newsletter.readers.sections import known_sections
     from newsletter.readers.subscriptions import export_csv
 
+    known = known_sections(app.store, app.settings)
     if output is None:
-        export_csv(app.store, sys.stdout, status=status)
+        export_csv(app.store, sys.stdout, status=status, known_sections=known)
         return
     partial = output.with_name(output.name + ".part")
     # 0600: addresses, names and consent records of real people
     with io.TextIOWrapper(open_file(partial, "wb"), encoding="utf-8", newline="") as handle:
-        count = export_csv(app.store, handle, status=status)
+        count = export_csv(app.store, handle, status=status, known_sections=known)
     partial.replace(output)
     click.echo(f"{count} subscriber(s) written to {output}", err=True)
 
@@ -162,6 +187,7 @@ def subscribers_list(
 @pass_app
 def subscribers_show(app: App, email: str) -> None:
     """One subscriber: status, consent record and the history of changes."""
+    from newsletter.readers.preferences import describe_pause, preferences_of
     from newsletter.readers.subscriptions import find
 
     row = find(app.store, email)
@@ -169,6 +195,13 @@ def subscribers_show(app: App, email: str) -> None:
         click.echo(f"{key + ':':<17}{row[key] or ''}")
     click.echo(f"{'consent:':<17}{row['consent_text'] or ''}")
     click.echo(f"{'consent from:':<17}{row['consent_ip'] or ''} {row['consent_form'] or ''}")
+    prefs = preferences_of(app.store, app.settings, row)
+    off = [c.title for c in prefs.sections if not c.on]
+    taken = ", ".join(prefs.taken) or "none"
+    click.echo(f"{'sections:':<17}{taken}" + (f" (off: {', '.join(off)})" if off else " (all)"))
+    click.echo(f"{'pause:':<17}{describe_pause(prefs.paused_until, time.time())}")
+    if prefs.pending_email:
+        click.echo(f"{'new address:':<17}{prefs.pending_email} (waiting for its confirmation)")
     click.echo("history:")
     for event in app.store.subscribers.events(row["id"]):
         detail = json.loads(event["detail"]) if event["detail"] else {}

@@ -21,20 +21,22 @@ from newsletter.dispatch.render import Rendered
 from newsletter.engagement.links import reader_part
 from newsletter.models import Subscriber
 from newsletter.settings import Settings
-from newsletter.tokens import unsubscribe_token
+from newsletter.tokens import preferences_token, unsubscribe_token
 
 SAMPLE_NONCE = "sample-reader"
 
 
 def reader_values(
-    settings: Settings, subscriber: Subscriber, unsubscribe_url: str
+    settings: Settings, subscriber: Subscriber, unsubscribe_url: str, secret: str
 ) -> dict[str, str]:
     """The slot values for one reader: plain text, escaped later for the part they land in.
 
     The greeting names the reader only with a short plain name (`display_name`): names come
-    from a public form.
+    from a public form. The preferences link, like the unsubscribe link, is a slot and never a
+    tracked link (it carries the reader's token).
     """
     name = display_name(subscriber.name)
+    preferences = preferences_token(secret, subscriber.id, subscriber.token_nonce or SAMPLE_NONCE)
     reason = (
         f"You receive this because {subscriber.email} subscribed to {settings.name}"
         " and confirmed the subscription. You can leave at any time."
@@ -47,6 +49,7 @@ def reader_values(
     return {
         "unsubscribe_url": unsubscribe_url,
         "unsubscribe_label": "Unsubscribe",
+        "preferences_url": f"{settings.public_url}/preferences/{preferences}",
         "greeting": f"Hello {name}," if name else "Hello,",
         "email": subscriber.email,
         "reason": reason,
@@ -106,7 +109,7 @@ class Composer:
     ) -> Message:
         """`message_id`: the identity given at the delivery's first claim (a retry reuses it)."""
         url = self.unsubscribe_url(subscriber)
-        values = reader_values(self.settings, subscriber, url)
+        values = reader_values(self.settings, subscriber, url, self.secret)
         if self.rendered.per_reader_links:  # the reader's part of every tracked link
             values["click"] = reader_part(self.secret, self.rendered.dispatch_id, subscriber.id)
         html_values = {k: str(escape(v)) for k, v in values.items()}

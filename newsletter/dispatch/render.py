@@ -29,6 +29,7 @@ from newsletter.settings import Settings
 SLOTS = (
     "unsubscribe_url",
     "unsubscribe_label",
+    "preferences_url",
     "greeting",
     "email",
     "reason",
@@ -172,6 +173,7 @@ def archive_values(settings: Settings) -> dict[str, str]:
     return {
         "unsubscribe_url": f"{settings.public_url}/",
         "unsubscribe_label": "Subscribe",
+        "preferences_url": f"{settings.public_url}/",  # inside the inbox-only part: not shown
         "greeting": "",
         "email": "",
         "reason": reason,

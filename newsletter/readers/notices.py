@@ -1,5 +1,7 @@
 """The mails readers are owed outside the dispatch: confirmation, "come back", "you are
-already subscribed" (and later a welcome). Composed from `templates/web/mail/`.
+already subscribed", the welcome, and the mails of a change of address (the new address's
+confirmation, "it changed" to the old one, "someone asked" to the owner of a taken one).
+Composed from `templates/web/mail/`.
 
 A notice is durable: `queue_notice` records it in the caller's transaction (the same one as the
 sign-up that owes it), and `send_owed_notices` sends whatever is owed, by whichever process
@@ -26,11 +28,12 @@ from newsletter.delivery.resolve import ACCEPTED, NEVER_ARRIVED, lookup_verdict,
 from newsletter.delivery.senders.base import Sender, SenderUnavailable, UnknownOutcome
 from newsletter.dispatch.render import templates_dir
 from newsletter.errors import PermanentSendError, SendError, TemporarySendError
+from newsletter.readers.preferences import change_purpose
 from newsletter.readers.subscriptions import Notice
 from newsletter.settings import Settings
 from newsletter.store import Store
 from newsletter.store.notices import NoticeOutcome, OwedNotice, owner
-from newsletter.tokens import make_token, unsubscribe_token
+from newsletter.tokens import make_token, preferences_token, unsubscribe_token
 
 log = logging.getLogger(__name__)
 
@@ -46,29 +49,42 @@ SUBJECTS = {
     "confirm": "Confirm your subscription to {name}",
     "resubscribe": "Confirm your subscription to {name}",
     "already": "You are already subscribed to {name}",
+    "welcome": "Welcome to {name}",
+    "change": "Confirm your new address for {name}",
+    "changed": "Your address for {name} has changed",
+    "change_taken": "Someone asked to move a subscription to {name} to this address",
 }
+#: kinds that go to someone who may not be the reader (a new address nobody has confirmed, an
+#: old address the reader has left): they carry no link that acts on the subscription
+NO_READER_LINKS = ("change", "changed")
 #: notices claimed in one commit by one sending pass
 CLAIM = 20
 
 
 def queue_notice(
-    store: Store, subscriber_id: int, kind: str, *, issued_at: float | None = None
+    store: Store,
+    subscriber_id: int,
+    kind: str,
+    *,
+    issued_at: float | None = None,
+    to_email: str | None = None,
 ) -> Notice:
     """Owe subscriber `subscriber_id` a notice of `kind`; sent by `send_owed_notices`.
 
     Call it inside the transaction that makes the notice owed (a sign-up, a confirmation), so
-    the two are recorded together or not at all. `issued_at` dates the links it carries.
+    the two are recorded together or not at all. `issued_at` dates the links it carries;
+    `to_email`: where it goes, when not to the subscriber's address.
     """
     if kind not in SUBJECTS:
         raise ValueError(f"unknown notice kind {kind!r}")
     issued = time.time() if issued_at is None else issued_at
     with store.subscribers.writing():
-        notice_id = store.notices.queue(subscriber_id, kind, issued_at=issued)
+        notice_id = store.notices.queue(subscriber_id, kind, issued_at=issued, to_email=to_email)
         row = store.subscribers.get(subscriber_id)
     assert row is not None
     return Notice(
         subscriber_id,
-        row["email"],
+        to_email or row["email"],
         row["name"],
         kind,
         issued,
@@ -78,27 +94,53 @@ def queue_notice(
 
 
 def confirm_url(settings: Settings, secret: str, notice: Notice) -> str:
+    """The link that confirms what the notice asks: a subscription, or a new address (dated
+    with the request: only the latest request's link works)."""
     purpose = "resubscribe" if notice.kind == "resubscribe" else "confirm"
+    if notice.kind == "change":  # to the new address, signed for it (`readers.preferences`)
+        purpose = change_purpose(notice.email)
     token = make_token(
         secret, purpose, notice.subscriber_id, notice.token_nonce, issued_at=int(notice.claimed_at)
     )
-    return f"{settings.public_url}/confirm/{token}"
+    route = "address" if notice.kind == "change" else "confirm"
+    return f"{settings.public_url}/{route}/{token}"
 
 
-def compose_notice(settings: Settings, secret: str, notice: Notice) -> Message:
-    """The confirmation (or "you are already subscribed") mail for one sign-up.
+def preferences_url(settings: Settings, secret: str, subscriber_id: int, nonce: str) -> str:
+    return f"{settings.public_url}/preferences/{preferences_token(secret, subscriber_id, nonce)}"
 
-    It goes to an address nobody has confirmed yet, so nothing the person who posted the form
-    typed (the name) appears in it: not in the greeting, not in To:.
+
+def compose_notice(
+    settings: Settings, secret: str, notice: Notice, *, latest_week: str | None = None
+) -> Message:
+    """The mail one notice stands for.
+
+    A notice may go to an address nobody has confirmed yet, so nothing the person who posted
+    the form typed (the name) appears in it: not in the greeting, not in To:. The mails of an
+    address change carry no preferences or unsubscribe link (`NO_READER_LINKS`): whoever reads
+    them may not be the reader. `latest_week`: the newest sent dispatch (the welcome links its
+    archive page).
     """
-    token = unsubscribe_token(secret, notice.subscriber_id, notice.token_nonce)
-    unsubscribe = f"{settings.public_url}/unsubscribe/{token}"
+    reader_links = notice.kind not in NO_READER_LINKS
+    nonce = notice.token_nonce
+    token = unsubscribe_token(secret, notice.subscriber_id, nonce)
     context = {
         "kind": notice.kind,
         "settings": settings,
-        "confirm_url": confirm_url(settings, secret, notice) if notice.kind != "already" else "",
-        "unsubscribe_url": unsubscribe,
+        "confirm_url": (
+            confirm_url(settings, secret, notice)
+            if notice.kind in ("confirm", "resubscribe", "change")
+            else ""
+        ),
+        "unsubscribe_url": f"{settings.public_url}/unsubscribe/{token}" if reader_links else "",
+        "preferences_url": (
+            preferences_url(settings, secret, notice.subscriber_id, nonce) if reader_links else ""
+        ),
         "days": settings.confirm_days,
+        "note": settings.welcome_note or settings.tagline,
+        "sections": settings.sections,
+        "latest_url": f"{settings.public_url}/archive/{latest_week}/" if latest_week else "",
+        "archive_url": f"{settings.public_url}/archive/",
     }
     headers = {"Auto-Submitted": "auto-generated"}
     if settings.reply_to:
@@ -201,7 +243,7 @@ def _hand_over(
         report.failed += 1
         return
     try:
-        message = compose_notice(settings, secret, notice)
+        message = compose_notice(settings, secret, notice, latest_week=_latest(store, notice))
         results = sender.send([message])
         error = results[0].error if results else UnknownOutcome("no answer")
         provider_id = results[0].provider_id if results else None
@@ -235,6 +277,10 @@ def _hand_over(
     _record(store, row, NoticeOutcome(row.id, "failed", error=str(error)))
 
 
+def _latest(store: Store, notice: Notice) -> str | None:
+    return store.dispatches.latest_sent_week() if notice.kind == "welcome" else None
+
+
 def _record(store: Store, row: OwedNotice, outcome: NoticeOutcome) -> None:
     with store.subscribers.writing():
         store.notices.record([outcome])
@@ -259,7 +305,8 @@ def _resolve_unknown(
     for row in store.notices.unknown():
         now = clock()
         if sender.can_look_up:
-            message = compose_notice(settings, secret, notice_of(row))
+            notice = notice_of(row)
+            message = compose_notice(settings, secret, notice, latest_week=_latest(store, notice))
             found = sender.look_up(message, row.handed_at or 0.0)
             verdict = lookup_verdict(sender, found, row.handed_at, now)
             if verdict == ACCEPTED:

@@ -8,11 +8,13 @@ only translate requests and arguments into these calls.
 from __future__ import annotations
 
 import csv
+import json
 import time
 import unicodedata
+from collections.abc import Iterable, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
@@ -20,6 +22,7 @@ from email_validator import EmailNotValidError, validate_email
 
 from newsletter.errors import SubscriberError
 from newsletter.models import Subscriber
+from newsletter.readers.sections import UnknownSection, resolve_titles, split_titles
 from newsletter.settings import Settings
 from newsletter.store import Store
 from newsletter.store.subscribers import address_hash
@@ -197,6 +200,7 @@ def request_signup(
     actor: str = "web",
     now: float | None = None,
     limits: bool = True,
+    sections_off: Iterable[str] = (),
 ) -> Notice | None:
     """Record a sign-up and queue the mail owed for it (returned), or None when none may be.
 
@@ -204,7 +208,8 @@ def request_signup(
     known one is not changed (its owner learns by mail what happened); bounced and complained
     addresses are never mailed; at most one mail an hour goes to any address.
     `limits`: count the sign-up against the per-IP and per-address limits (RateLimited when
-    over), in the same transaction as the sign-up itself.
+    over), in the same transaction as the sign-up itself. `sections_off`: the sections the
+    form's ticks left out (`readers.preferences.sections_off_for`), kept for a new address only.
     """
     address = normalise_email(email, check_deliverability=settings.check_deliverability)
     name = clean_name(name)
@@ -212,14 +217,25 @@ def request_signup(
     consent = settings.consent_text
     with store.subscribers.writing():
         if limits:
-            _count_against_limits(store, settings, address, ip, now)
+            count_against_limits(store, settings, address, ip, now)
         # The same statements whether the address is new or known (a timing would tell)
+        off = sorted(set(sections_off))
         row, new = store.subscribers.sign_up(
-            address, name=name, actor=actor, consent_text=consent, consent_ip=ip, consent_form=form
+            address,
+            name=name,
+            actor=actor,
+            consent_text=consent,
+            consent_ip=ip,
+            consent_form=form,
+            sections_off=off,
         )
         subscriber_id, nonce = row["id"], row["token_nonce"]
         event = "subscriber.pending" if new else "subscriber.signup_again"
-        store.subscribers.log(subscriber_id, event, actor, consent=consent, ip=ip, form=form)
+        # the sections chosen on the form are part of what was consented to
+        chosen = {"sections_off": off} if new and off else {}
+        store.subscribers.log(
+            subscriber_id, event, actor, consent=consent, ip=ip, form=form, **chosen
+        )
         kind = {"pending": "confirm", "active": "already", "unsubscribed": "resubscribe"}.get(
             row["status"]
         )
@@ -239,9 +255,11 @@ class RateLimited(SubscriberError):
     retry_after = int(SIGNUP_WINDOW)
 
 
-def _count_against_limits(
+def count_against_limits(
     store: Store, settings: Settings, address: str, ip: str | None, now: float
 ) -> None:
+    """Count one request for `address` from `ip` (a sign-up, a change of address); RateLimited
+    when either is over its hourly limit. Inside the caller's write transaction."""
     window = int(SIGNUP_WINDOW)
     checks = [
         (f"ip:{ip}", settings.signup_ip_limit),
@@ -325,6 +343,10 @@ def _confirm(store: Store, settings: Settings, text: str, now: float | None, *, 
             return "ready" if purpose == "confirm" else "ready_again"
         store.subscribers.set_status(row["id"], "active", actor="web", reason=f"{purpose} link")
         store.subscribers.forget_erasure(row["email"])
+        if purpose == "confirm" and settings.welcome:
+            # in the confirmation's own transaction: both are recorded, or neither, so a
+            # restart never loses the welcome and a second click (now `used`) never repeats it
+            store.notices.queue(row["id"], "welcome", issued_at=now)
     return "confirmed"
 
 
@@ -437,6 +459,8 @@ def import_csv(
     *,
     email_column: str = "email",
     name_column: str | None = "name",
+    sections_column: str | None = "sections",
+    known_sections: Sequence[str] = (),
     confirmed: bool = False,
     dry_run: bool = False,
     actor: str = "import",
@@ -446,22 +470,26 @@ def import_csv(
 
     Never re-subscribes anyone who unsubscribed, bounced, complained or was erased.
     `confirmed`: consent was given elsewhere (active at once); otherwise pending, and each new
-    address comes back in `notices` for its confirmation mail.
+    address comes back in `notices` for its confirmation mail. `sections_column`: the sections
+    each reader takes (titles among `known_sections`, `,` or `;` between; empty: all); a line
+    naming an unknown section is invalid, and says which.
     """
-    plan = _read_csv(path, email_column, name_column)
+    plan = _read_csv(path, email_column, name_column, sections_column)
     report = ImportReport(dry_run=dry_run)
     now = time.time() if now is None else now
     seen: dict[str, int] = {}
     with store.subscribers.writing():
-        for line, raw, raw_name in plan:
+        for line, raw, raw_name, raw_sections in plan:
             if not raw.strip():
                 report.invalid.append((line, raw, "no address"))
                 continue
             try:
                 address = normalise_email(raw)
                 name = clean_name(raw_name)
+                off = _sections_off(known_sections, raw_sections)
             except SubscriberError as exc:
-                why = str(exc) if isinstance(exc, InvalidName) else str(exc).split(": ", 1)[-1]
+                plain = isinstance(exc, InvalidName | UnknownSection)
+                why = str(exc) if plain else str(exc).split(": ", 1)[-1]
                 report.invalid.append((line, raw, why))
                 continue
             if address in seen:
@@ -483,6 +511,7 @@ def import_csv(
                     actor=actor,
                     consent_form=f"import {path.name}",
                     token_nonce=nonce,
+                    sections_off=off or (),
                 )
                 if not confirmed and store.subscribers.claim_notice(
                     subscriber_id, now, NOTICE_EVERY
@@ -492,14 +521,22 @@ def import_csv(
                     )
             elif existing["status"] in LEFT:
                 report.skipped.append((line, address, f"{existing['status']}: never re-added"))
-            elif (confirmed and existing["status"] == "pending") or (
-                name and name != existing["name"]
+            elif (
+                (confirmed and existing["status"] == "pending")
+                or (name and name != existing["name"])
+                or (off is not None and set(off) != set(json.loads(existing["sections_off"])))
             ):
                 report.updated.append(address)
                 if dry_run:
                     continue
                 if name and name != existing["name"]:
                     store.subscribers.update(existing["id"], name=name, actor=actor)
+                if off is not None and set(off) != set(json.loads(existing["sections_off"])):
+                    seen = json.loads(existing["sections_seen"] or "[]")
+                    store.subscribers.set_sections(existing["id"], off, seen)
+                    store.subscribers.log(
+                        existing["id"], "preferences.sections", actor, off=off, file=path.name
+                    )
                 if confirmed and existing["status"] == "pending":
                     store.subscribers.set_status(
                         existing["id"], "active", actor=actor, reason="confirmed by import"
@@ -509,9 +546,18 @@ def import_csv(
     return report
 
 
+def _sections_off(known: Sequence[str], cell: str | None) -> list[str] | None:
+    """What a reader whose sections cell is `cell` turns off; None when the cell says nothing."""
+    named = split_titles(cell or "")
+    if not named:
+        return None
+    taken = set(resolve_titles(known, named))
+    return [title for title in known if title not in taken]
+
+
 def _read_csv(
-    path: Path, email_column: str, name_column: str | None
-) -> list[tuple[int, str, str | None]]:
+    path: Path, email_column: str, name_column: str | None, sections_column: str | None
+) -> list[tuple[int, str, str | None, str | None]]:
     try:
         with open(path, newline="", encoding="utf-8-sig") as handle:
             reader = csv.DictReader(handle)
@@ -522,11 +568,13 @@ def _read_csv(
                     " name it with --email-column"
                 )
             use_name = name_column if name_column in columns else None
+            use_sections = sections_column if sections_column in columns else None
             return [
                 (
                     reader.line_num,
                     row.get(email_column) or "",
                     row.get(use_name) if use_name else None,
+                    row.get(use_sections) if use_sections else None,
                 )
                 for row in reader
             ]
@@ -549,17 +597,32 @@ EXPORT_COLUMNS = (
     "consent_ip",
     "consent_form",
     "signup_source",
+    # preferences: `sections` (what they take of the sections known now, the column `import`
+    # reads), `sections_off` (what they turned off), `paused_until` (ISO time; empty: not paused)
+    "sections",
+    "sections_off",
+    "paused_until",
 )
 
 
-def export_csv(store: Store, out: IO[str], *, status: str | None = None) -> int:
+def export_csv(
+    store: Store, out: IO[str], *, status: str | None = None, known_sections: Sequence[str] = ()
+) -> int:
     """Write subscribers as CSV; returns how many. Cells a spreadsheet would run as a formula
     are quoted with a leading apostrophe (names come from strangers)."""
     writer = csv.writer(out)
     writer.writerow(EXPORT_COLUMNS)
     count = 0
     for row in store.subscribers.list(status=status):
-        writer.writerow([_inert(row.get(column)) for column in EXPORT_COLUMNS])
+        off = json.loads(row.get("sections_off") or "[]")
+        until = row.get("paused_until")
+        values = {
+            **row,
+            "sections": "; ".join(t for t in known_sections if t not in off),
+            "sections_off": "; ".join(off),
+            "paused_until": datetime.fromtimestamp(until, UTC).isoformat() if until else "",
+        }
+        writer.writerow([_inert(values.get(column)) for column in EXPORT_COLUMNS])
         count += 1
     return count
 

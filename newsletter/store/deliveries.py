@@ -102,13 +102,20 @@ def _pid_alive(pid: int) -> bool:
 
 _PENDING = (
     "SELECT d.id, s.id, s.email, s.name, s.status, d.message_id, d.attempts, d.batch_key,"
-    " d.batch_since, d.handed_at FROM deliveries d JOIN subscribers s ON s.id = d.subscriber_id"
+    " d.batch_since, d.handed_at, s.token_nonce"
+    " FROM deliveries d JOIN subscribers s ON s.id = d.subscriber_id"
 )
 
 
 def _pending(found: Iterable[tuple[Any, ...]]) -> list[Pending]:
+    # the reader's token nonce: without it their unsubscribe and preferences links would be
+    # signed with the sample reader's and act on nobody
     return [
-        Pending(row[0], Subscriber(*row[1:5]), row[5], row[6], row[7], row[8], row[9])
+        Pending(
+            row[0],
+            Subscriber(row[1], row[2], row[3], row[4], token_nonce=row[10] or ""),
+            *row[5:10],
+        )
         for row in found
     ]
 

@@ -81,6 +81,30 @@ class Dispatches:
             )
         return list(rows(self.db, "SELECT * FROM dispatches ORDER BY week DESC"))
 
+    def recent_sections(self, dispatches: int) -> builtins.list[str]:
+        """The section (category) of every signal in the latest `dispatches` dispatches, as
+        stored (the caller names the empty one), each once, most used first."""
+        return [
+            row[0]
+            for row in self.db.execute(
+                "SELECT ds.section, count(*) AS used FROM dispatch_signals ds"
+                " WHERE ds.included = 1 AND ds.dispatch_id IN"
+                " (SELECT id FROM dispatches ORDER BY week DESC LIMIT ?)"
+                " GROUP BY ds.section ORDER BY used DESC, ds.section",
+                [dispatches],
+            )
+        ]
+
+    def latest_sent_week(self) -> str | None:
+        """The week of the newest dispatch sending began for (the archive has its page)."""
+        marks = ",".join("?" * len(FROZEN))
+        row = self.db.execute(
+            f"SELECT week FROM dispatches WHERE status IN ({marks}) AND html IS NOT NULL"  # noqa: S608
+            " ORDER BY week DESC LIMIT 1",
+            list(FROZEN),
+        ).fetchone()
+        return row[0] if row else None
+
     def editor_choices(self, dispatch_id: int) -> tuple[set[int], set[int]]:
         """The signals the editor pinned and dropped; a rebuild keeps both."""
         pinned, dropped = set(), set()

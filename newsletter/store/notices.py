@@ -62,9 +62,11 @@ def owner() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
+# `email`: where the notice goes, its own `to_email` when it has one (a new address asked for,
+# the old one after a change), else the subscriber's address
 _SELECT = (
-    "SELECT n.id, n.subscriber_id, s.email, s.name, s.status, n.kind, n.issued_at,"
-    " n.message_id, n.attempts, n.first_handed_at, n.handed_at, s.token_nonce"
+    "SELECT n.id, n.subscriber_id, coalesce(n.to_email, s.email), s.name, s.status, n.kind,"
+    " n.issued_at, n.message_id, n.attempts, n.first_handed_at, n.handed_at, s.token_nonce"
     " FROM notices n JOIN subscribers s ON s.id = n.subscriber_id"
 )
 
@@ -78,18 +80,26 @@ class Notices:
         self.db = db
 
     def queue(
-        self, subscriber_id: int, kind: str, *, issued_at: float | None = None, owed: bool = True
+        self,
+        subscriber_id: int,
+        kind: str,
+        *,
+        issued_at: float | None = None,
+        owed: bool = True,
+        to_email: str | None = None,
     ) -> int:
         """Owe `subscriber_id` a notice of `kind` (inside the caller's transaction).
 
         `owed=False` runs the same statement and inserts nothing: a sign-up that owes no mail
-        does the same work as one that does (its timing tells a visitor nothing).
+        does the same work as one that does (its timing tells a visitor nothing). `to_email`:
+        the address it goes to when that is not the subscriber's own.
         """
         now = now_iso()
+        issued = time.time() if issued_at is None else issued_at
         cursor = self.db.execute(
-            "INSERT INTO notices (subscriber_id, kind, status, issued_at, created_at, updated_at)"
-            " SELECT ?, ?, 'queued', ?, ?, ? WHERE ?",
-            [subscriber_id, kind, time.time() if issued_at is None else issued_at, now, now, owed],
+            "INSERT INTO notices (subscriber_id, kind, status, issued_at, created_at, updated_at,"
+            " to_email) SELECT ?, ?, 'queued', ?, ?, ?, ? WHERE ?",
+            [subscriber_id, kind, issued, now, now, to_email, owed],
         )
         return int(cursor.lastrowid or 0) if owed else 0
 

@@ -674,11 +674,21 @@ def m010_preferences(db: Database) -> None:
     # turned off (every other section, one that appears later included, is on);
     # `sections_seen`: the titles they were shown on their preferences page (so the page can
     # say which are new); `paused_until`: Unix time until which they get no dispatch.
+    # A change of address waits in `pending_email` (asked at `pending_email_at`, which the
+    # confirmation link is dated with) until the new address confirms it. A notice's `to_email`
+    # is where it goes when that is not the subscriber's address: the confirmation of a new
+    # address, and the "your address changed" notice to the old one.
     _run(
         db,
         """
         ALTER TABLE subscribers ADD COLUMN sections_off TEXT NOT NULL DEFAULT '[]';
         ALTER TABLE subscribers ADD COLUMN sections_seen TEXT NOT NULL DEFAULT '[]';
-        ALTER TABLE subscribers ADD COLUMN paused_until REAL
+        ALTER TABLE subscribers ADD COLUMN paused_until REAL;
+        ALTER TABLE subscribers ADD COLUMN pending_email TEXT;
+        ALTER TABLE subscribers ADD COLUMN pending_email_at REAL
         """,
     )
+    # m006 (registered before this one, so always applied first) made the notices table; a
+    # test database built with every migration but m006 has none
+    if "notices" in db.table_names():
+        db.execute("ALTER TABLE notices ADD COLUMN to_email TEXT")

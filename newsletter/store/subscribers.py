@@ -7,7 +7,7 @@ import hashlib
 import json
 import random
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
@@ -85,6 +85,7 @@ class Subscribers:
         consent_ip: str | None = None,
         consent_form: str | None = None,
         token_nonce: str | None = None,
+        sections_off: Iterable[str] = (),
     ) -> int:
         """Insert a new subscriber (the caller has checked the address is not known).
 
@@ -93,8 +94,8 @@ class Subscribers:
         now = now_iso()
         cursor = self.db.execute(
             "INSERT INTO subscribers (email, name, status, created_at, updated_at, confirmed_at,"
-            " consent_text, consent_ip, consent_form, signup_source, token_nonce)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " consent_text, consent_ip, consent_form, signup_source, token_nonce, sections_off)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [
                 email,
                 name,
@@ -107,6 +108,7 @@ class Subscribers:
                 consent_form,
                 actor,
                 token_nonce or new_nonce(),
+                _titles(sections_off),
             ],
         )
         subscriber_id = int(cursor.lastrowid or 0)
@@ -122,21 +124,36 @@ class Subscribers:
         consent_text: str | None,
         consent_ip: str | None,
         consent_form: str | None,
+        sections_off: Iterable[str] = (),
     ) -> tuple[dict[str, Any], bool]:
         """A sign-up from the form: a new pending row, or the known one stamped with the time.
 
         One statement either way (an upsert), so a new and a known address cost the same work
         and take the same time. Returns (id, status, token_nonce) and whether it was new;
-        nothing is logged (the caller logs one event on either path).
+        nothing is logged (the caller logs one event on either path). `sections_off` (the
+        sections the form's ticks left out) is kept for a new row only: a known reader's
+        choices are theirs to change, from their preferences page.
         """
         nonce, now = new_nonce(), now_iso()
         row = self.db.execute(
             "INSERT INTO subscribers (email, name, status, created_at, updated_at,"
-            " consent_text, consent_ip, consent_form, signup_source, token_nonce, last_signup_at)"
-            " VALUES (?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?)"
+            " consent_text, consent_ip, consent_form, signup_source, token_nonce, last_signup_at,"
+            " sections_off) VALUES (?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?, ?)"
             " ON CONFLICT(email) DO UPDATE SET last_signup_at = excluded.last_signup_at"
             " RETURNING id, status, token_nonce",
-            [email, name, now, now, consent_text, consent_ip, consent_form, actor, nonce, now],
+            [
+                email,
+                name,
+                now,
+                now,
+                consent_text,
+                consent_ip,
+                consent_form,
+                actor,
+                nonce,
+                now,
+                _titles(sections_off),
+            ],
         ).fetchone()
         found = {"id": row[0], "status": row[1], "token_nonce": row[2]}
         return found, row[2] == nonce
@@ -297,6 +314,41 @@ class Subscribers:
         )
         return {status: found.get(status, 0) for status in STATUSES}
 
+    # --- preferences (issue 14): each change is logged by the caller with its source ------
+
+    def set_sections(self, subscriber_id: int, off: Iterable[str], seen: Iterable[str]) -> None:
+        """The sections this reader turned off, and those they have now been shown."""
+        self.db.execute(
+            "UPDATE subscribers SET sections_off = ?, sections_seen = ?, updated_at = ?"
+            " WHERE id = ?",
+            [_titles(off), _titles(seen), now_iso(), subscriber_id],
+        )
+
+    def set_pause(self, subscriber_id: int, until: float | None) -> None:
+        """No dispatch until `until` (Unix time); None: not paused."""
+        self.db.execute(
+            "UPDATE subscribers SET paused_until = ?, updated_at = ? WHERE id = ?",
+            [until, now_iso(), subscriber_id],
+        )
+
+    def ask_email_change(self, subscriber_id: int, email: str | None, at: float | None) -> None:
+        """Keep a new address until it confirms (None: forget the one asked for)."""
+        self.db.execute(
+            "UPDATE subscribers SET pending_email = ?, pending_email_at = ?, updated_at = ?"
+            " WHERE id = ?",
+            [email, at, now_iso(), subscriber_id],
+        )
+
+    def change_email(self, subscriber_id: int, email: str) -> None:
+        """The new address confirmed: it replaces the old one, and every link made before
+        (all of them went to the old address) stops working."""
+        self.db.execute(
+            "UPDATE subscribers SET email = ?, pending_email = NULL, pending_email_at = NULL,"
+            " token_nonce = ?, legacy_links = 0, notice_sent_at = NULL, updated_at = ?"
+            " WHERE id = ?",
+            [email, new_nonce(), now_iso(), subscriber_id],
+        )
+
     def iter_active(self, batch: int = 1000) -> Iterator[Subscriber]:
         """Page through active subscribers by id, never holding them all in memory."""
         after = 0
@@ -314,6 +366,10 @@ class Subscribers:
             for row in page:
                 yield Subscriber.from_row(row)
             after = page[-1]["id"]
+
+
+def _titles(titles: Iterable[str]) -> str:
+    return json.dumps(sorted(set(titles)), ensure_ascii=False)
 
 
 def address_hash(email: str) -> str:
