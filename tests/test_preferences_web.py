@@ -447,3 +447,24 @@ def test_only_the_latest_requests_link_changes_the_address(live: Live) -> None:
     [second] = live.mails("second@example.net")
     assert "changed" in live.client.post(link_path(second, "address"), data={"confirm": "yes"}).text
     assert live.store.subscribers.get(row["id"])["email"] == "second@example.net"
+
+
+def test_the_one_click_unsubscribe_of_a_real_dispatch_acts_on_its_reader(
+    live: Live, readers: dict[str, int], run
+) -> None:
+    """The List-Unsubscribe URL of a sent `.eml`, posted as a mailbox provider does (RFC 8058),
+    unsubscribes that reader and no one else (the link is signed with the reader's own nonce,
+    as the send loaded them)."""
+    send_week(run)
+    [mail] = dispatch_mails(live, "bob@example.org")
+    url = re.search(r"<(https?://[^>]+/unsubscribe/[^>]+)>", str(mail["List-Unsubscribe"]))
+    assert url is not None
+    path = "/" + url.group(1).split("/", 3)[3]
+    answer = live.client.post(
+        path,
+        content=b"List-Unsubscribe=One-Click",
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    assert answer.status_code == 200
+    assert stored(live, readers["bob@example.org"]).status == "unsubscribed"
+    assert stored(live, readers["ada@example.org"]).status == "active"
