@@ -91,7 +91,7 @@ def variant_dispatch(
     them as the lead, and the subject and preheader generated from them unless the editor set
     them. The full key gives the dispatch itself."""
     of = signal_sections(dispatch, order)
-    if key == full_key(of.values()):
+    if key == full_key(set(of.values())):
         return dispatch
     chosen = set(key)
     kept: list[Signal] = [s for s in dispatch.signals if of[s.id] in chosen]
