@@ -22,7 +22,7 @@ from email_validator import EmailNotValidError, validate_email
 from newsletter.delivery.compose import Composer
 from newsletter.delivery.message import Message
 from newsletter.delivery.senders.base import Sender
-from newsletter.delivery.variants import stored_rendering
+from newsletter.delivery.variants import variant_rendering
 from newsletter.dispatch.build import load_dispatch, no_dispatch
 from newsletter.dispatch.render import frozen_rendering
 from newsletter.dispatch.variants import full_key, parse_sections, variant_dispatch, week_sections
@@ -60,7 +60,7 @@ def _composer(
         key = parse_sections(sections, there)
         key = None if key == full_key(there) else key
     stored = store.variants.get(dispatch.id, key) if key is not None else None
-    rendered = stored_rendering(stored) if stored else None
+    rendered = variant_rendering(stored) if stored else None
     if key is None:
         rendered = frozen_rendering(dispatch)
     if rendered is None:

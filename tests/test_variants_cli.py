@@ -19,7 +19,7 @@ from newsletter.checks import Tools
 from newsletter.checks.gate import PreflightError, preflight
 from newsletter.checks.preflight import run_checks
 from newsletter.delivery.compose import Composer
-from newsletter.delivery.variants import stored_rendering
+from newsletter.delivery.variants import variant_rendering
 from newsletter.dispatch.build import approve, build_dispatch
 from newsletter.preview import SAMPLE_READER, preview_message
 from newsletter.settings import Settings
@@ -106,7 +106,7 @@ def test_after_the_send_preview_sections_shows_the_frozen_variant(
     stored = store.variants.get(dispatch_id, ("AI", "Energy"))
     assert stored is not None
     secret = store.secret_key(settings.secret_key)
-    frozen = Composer(stored_rendering(stored), settings, secret, str(WEEK)).compose(SAMPLE_READER)
+    frozen = Composer(variant_rendering(stored), settings, secret, str(WEEK)).compose(SAMPLE_READER)
     shown = preview_message(store, settings, WEEK, sections="AI,Energy")
     assert shown == (frozen.html, frozen.text)
 

@@ -125,8 +125,9 @@ ONCE = ("auth", "links", "render")
 def variants_to_check(
     store: Store, settings: Settings, week: Week, *, now: float | None = None
 ) -> list[tuple[str, Key | None]]:
-    """(label, key) of every variant a send now would mail, the commonest first; the full
-    dispatch alone (key None) when no reader has chosen sections or there are no readers."""
+    """(label, key) of every variant a send now would mail, the full dispatch (key None) and
+    then the commonest first; the full dispatch alone, unlabelled, when every reader gets
+    everything or there are no readers."""
     dispatch = load_dispatch(store, settings, week)
     if dispatch is None:
         return [("", None)]
@@ -138,8 +139,8 @@ def variants_to_check(
         if key:
             counted[key] = counted.get(key, 0) + count
     keys = sorted(counted, key=lambda k: (k != full, -counted[k], k))
-    if len(keys) <= 1:
-        return [("", keys[0] if keys and keys[0] != full else None)]
+    if not keys or keys == [full]:
+        return [("", None)]  # the common case: the dispatch itself, nothing to tell apart
     return [(describe(key, full), None if key == full else key) for key in keys]
 
 

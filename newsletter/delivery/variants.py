@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from newsletter.delivery.compose import Composer
-from newsletter.dispatch.render import Rendered, Template, frozen_rendering
+from newsletter.dispatch.render import Rendered, frozen_rendering, stored_rendering
 from newsletter.dispatch.variants import (
     Key,
     full_key,
@@ -28,15 +28,13 @@ from newsletter.store import Store
 from newsletter.store.variants import StoredVariant
 
 
-def stored_rendering(variant: StoredVariant) -> Rendered:
-    return Rendered(
-        html=Template.split(variant.html, variant.slot_nonce),
-        text=Template.split(variant.text, variant.slot_nonce),
+def variant_rendering(variant: StoredVariant) -> Rendered:
+    return stored_rendering(
+        variant.html,
+        variant.text,
+        variant.slot_nonce,
         subject=variant.subject,
         preheader=variant.preheader,
-        compiled_html=variant.html,
-        compiled_text=variant.text,
-        nonce=variant.slot_nonce,
         dispatch_id=variant.dispatch_id,
     )
 
@@ -99,7 +97,7 @@ class VariantSet:
         composer = self._by_id.get(variant_id)
         if composer is None:
             stored = next(v for v in self.store.variants.of(self.dispatch.id) if v.id == variant_id)
-            composer = self._composer(stored_rendering(stored))
+            composer = self._composer(variant_rendering(stored))
             self._by_id[variant_id] = composer
             self._by_key.setdefault(stored.key, (variant_id, composer))
         return composer
@@ -111,7 +109,7 @@ class VariantSet:
         store, dispatch = self.store, self.dispatch
         stored = store.variants.get(dispatch.id, key)
         if stored is not None:
-            return stored.id, self._composer(stored_rendering(stored))
+            return stored.id, self._composer(variant_rendering(stored))
         if key == self.full:
             return self._full()
         shown = variant_dispatch(
@@ -139,7 +137,7 @@ class VariantSet:
                 slot_nonce=rendered.nonce,
             )
             keep_links(store, rendered, frozen=True)
-        return stored.id, self._composer(stored_rendering(stored))  # a concurrent freeze wins
+        return stored.id, self._composer(variant_rendering(stored))  # a concurrent freeze wins
 
     def _full(self) -> tuple[int, Composer]:
         """The dispatch's own copy: frozen when sending began (one made by a version before
@@ -174,4 +172,4 @@ class VariantSet:
             text=text,
             slot_nonce=nonce,
         )
-        return stored.id, self._composer(stored_rendering(stored))
+        return stored.id, self._composer(variant_rendering(stored))
