@@ -296,3 +296,31 @@ def test_mail_helper_reads_a_variant(store: Store, settings: Settings) -> None:
     send_dispatch(store, settings, FileSender(settings.outbox), WEEK)
     (mail,) = outbox_mails(settings.outbox / str(WEEK))
     assert isinstance(mail, Mail) and mail.cards == 4 and mail.sections == SECTIONS
+
+
+def test_a_dispatch_frozen_before_variants_resumes_from_its_own_copy(
+    store: Store, settings: Settings, compiles: list[int]
+) -> None:
+    """A dispatch part-sent by a version before variants (no variant rows, deliveries without
+    one) resumes from its frozen copy: nothing is compiled again, and the rows it had claimed
+    are looked up as the messages they were."""
+    ready_week(store, settings)
+    emails = add_subscribers(store, 4)
+    sender = FileSender(settings.outbox)
+    first = send_dispatch(store, settings, sender, WEEK, limit=2)
+    assert first.sent == 2 and first.status == "partly sent"
+    dispatch_id = store.dispatches.get(str(WEEK))["id"]
+    with store.transaction():  # as the older version left it
+        store.db.execute("UPDATE deliveries SET variant_id = NULL")
+        store.db.execute("DELETE FROM dispatch_variants")
+        store.db.execute(
+            "UPDATE deliveries SET status = 'unknown' WHERE id ="
+            " (SELECT min(id) FROM deliveries WHERE status = 'sent')"
+        )
+    compiles.clear()
+    again = send_dispatch(store, settings, sender, WEEK)
+    assert compiles == [] and again.status == "sent"
+    assert again.resolution.accepted == 1  # the file is in the outbox: found, not re-sent
+    (full,) = store.variants.of(dispatch_id)
+    assert full.is_full and full.html == store.dispatches.get(str(WEEK))["html"]
+    assert sorted(m.to for m in outbox_mails(settings.outbox / str(WEEK))) == emails

@@ -172,3 +172,14 @@ def test_a_send_is_refused_for_the_oversize_variant_it_would_mail(
     choose(store, emails[0], off=("Science",))
     report = preflight(store, settings, WEEK, tools=no_tools)
     assert report is not None and not [f for f in report.errors if f.check == "size"]
+
+
+def test_check_reports_every_variant_or_the_one_asked_for(run, readers) -> None:
+    every = run("check", "--week", str(WEEK), "--json", "--skip=spam", "--skip=render")
+    report = json.loads(every.stdout)
+    sizes = {f["variant"] for f in report["findings"] if f["check"] == "size"}
+    assert sizes == {"all sections (AI, Energy, Markets)", "AI, Energy"}  # the paused: none
+    one = run("check", "--week", str(WEEK), "--json", "--sections", "Energy", "--skip=render")
+    report = json.loads(one.stdout)
+    assert report["subject"].startswith("Interconnection queue reform")
+    assert {f["variant"] for f in report["findings"]} == {""}
