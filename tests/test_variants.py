@@ -324,3 +324,28 @@ def test_a_dispatch_frozen_before_variants_resumes_from_its_own_copy(
     (full,) = store.variants.of(dispatch_id)
     assert full.is_full and full.html == store.dispatches.get(str(WEEK))["html"]
     assert sorted(m.to for m in outbox_mails(settings.outbox / str(WEEK))) == emails
+
+
+def test_the_one_click_unsubscribe_of_a_sent_variant_unsubscribes_its_reader(
+    store: Store, settings: Settings
+) -> None:
+    """The List-Unsubscribe URL a reader's .eml carries, posted as a mail client does
+    (RFC 8058), unsubscribes that reader: the link is signed with their own nonce."""
+    from subscribers.app import create_app
+
+    ready_week(store, settings)
+    emails = add_subscribers(store, 2)
+    choose(store, emails[0], off=("Energy",))
+    send_dispatch(store, settings, FileSender(settings.outbox), WEEK)
+    client = create_app(settings).test_client()
+    for mail in outbox_mails(settings.outbox / str(WEEK)):
+        header = str(mail.message["List-Unsubscribe"])
+        url = header.split("<", 1)[1].split(">", 1)[0]
+        path = url.removeprefix(settings.public_url)
+        answer = client.post(
+            path,
+            data=b"List-Unsubscribe=One-Click",
+            content_type="application/x-www-form-urlencoded",
+        )
+        assert answer.status_code == 200, mail.to
+        assert store.subscribers.get_by_email(mail.to)["status"] == "unsubscribed"
