@@ -183,3 +183,14 @@ def test_check_reports_every_variant_or_the_one_asked_for(run, readers) -> None:
     report = json.loads(one.stdout)
     assert report["subject"].startswith("Interconnection queue reform")
     assert {f["variant"] for f in report["findings"]} == {""}
+
+
+def test_deliveries_of_a_part_sent_dispatch_shows_what_is_not_claimed_yet(
+    run, store: Store, readers
+) -> None:
+    part = run("send", "--week", str(WEEK), "--limit", "2")
+    assert part.exit_code == 3, part.output
+    out = run("deliveries", "--week", str(WEEK)).stdout
+    assert "  all sections (AI, Energy, Markets): 2 sent" in out
+    assert "  not claimed yet (each gets the variant of their sections then): 2 queued" in out
+    assert "  skipped, paused until " in out and "partly sent" in out

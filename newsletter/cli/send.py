@@ -432,15 +432,20 @@ def _by_variant(app: App, dispatch_id: int) -> None:
 
     variants = app.store.variants
     full = next((v.key for v in variants.of(dispatch_id) if v.is_full), None)
-    grouped: dict[tuple[str, ...] | None, dict[str, int]] = {}
+    grouped: dict[str, dict[str, int]] = {}
     for key, status, count in variants.counts(dispatch_id):
-        grouped.setdefault(key, {})[status] = count
+        if key is not None:
+            name = describe(key, full)
+        elif status == "queued":
+            name = "not claimed yet (each gets the variant of their sections then)"
+        else:  # a row claimed by a version before variants: it had the dispatch's own copy
+            name = "the dispatch's own copy (claimed before variants were recorded)"
+        grouped.setdefault(name, {})[status] = count
     reasons = variants.skip_reasons(dispatch_id)
     if not grouped and not reasons:
         return
     click.echo("by variant (sections):")
-    for key, statuses in grouped.items():
-        name = describe(key, full) if key is not None else "not composed yet"
+    for name, statuses in grouped.items():
         shown = ", ".join(f"{n} {status}" for status, n in statuses.items())
         click.echo(f"  {name}: {shown}")
     for reason, count in reasons[:10]:
