@@ -4,6 +4,7 @@ of what they get, and readers who are paused or left nothing are skipped with th
 
 from __future__ import annotations
 
+import re
 import time
 from datetime import UTC, datetime
 
@@ -349,3 +350,32 @@ def test_the_one_click_unsubscribe_of_a_sent_variant_unsubscribes_its_reader(
         )
         assert answer.status_code == 200, mail.to
         assert store.subscribers.get_by_email(mail.to)["status"] == "unsubscribed"
+
+
+def test_every_variants_tracked_links_are_kept_at_the_freeze(
+    store: Store, settings: Settings
+) -> None:
+    """Per-reader click counting: each variant's links lead somewhere (stored, frozen, counted)
+    and carry the reader's own part; the same link has the same key in every variant."""
+    from newsletter.engagement.links import reader_part
+
+    per_reader = settings.replace(tracking="per-reader")
+    ready_week(store, per_reader)
+    emails = add_subscribers(store, 3)
+    choose(store, emails[1], off=("Markets",))
+    choose(store, emails[2], off=("AI", "Markets"))
+    send_dispatch(store, per_reader, FileSender(settings.outbox), WEEK)
+    dispatch_id = store.dispatches.get(str(WEEK))["id"]
+    secret = store.secret_key(settings.secret_key)
+    keys_by_reader = {}
+    for mail in outbox_mails(settings.outbox / str(WEEK)):
+        reader = store.subscribers.get_by_email(mail.to)["id"]
+        tokens = re.findall(r'href="[^"]*/r/([A-Za-z0-9_.-]+)"', mail.html)
+        assert tokens and all(t.endswith(reader_part(secret, dispatch_id, reader)) for t in tokens)
+        keys = {t.split(".")[0] for t in tokens}
+        for key in keys:
+            stored = store.clicks.link(key)
+            assert stored is not None and stored["frozen"] == 1, (mail.to, key)
+        keys_by_reader[mail.to] = keys
+    # the Energy-only reader's links are a subset of the full dispatch's: the same keys
+    assert keys_by_reader[emails[2]] < keys_by_reader[emails[0]]
