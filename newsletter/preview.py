@@ -22,8 +22,10 @@ from email_validator import EmailNotValidError, validate_email
 from newsletter.delivery.compose import Composer
 from newsletter.delivery.message import Message
 from newsletter.delivery.senders.base import Sender
+from newsletter.delivery.variants import variant_rendering
 from newsletter.dispatch.build import load_dispatch, no_dispatch
 from newsletter.dispatch.render import frozen_rendering
+from newsletter.dispatch.variants import full_key, parse_sections, variant_dispatch, week_sections
 from newsletter.editorial.drafts import draft_mark, overlay
 from newsletter.engagement.tracking import keep_links, render_tracked
 from newsletter.errors import DispatchError, NewsletterError, SendError
@@ -38,15 +40,42 @@ SAMPLE_READER = Subscriber(id=0, email="reader@example.org", name="Sample Reader
 TEST_PREFIX = "[TEST] "
 
 
-def _composer(store: Store, settings: Settings, week: Week, *, drafts: bool = False) -> Composer:
+def _composer(
+    store: Store,
+    settings: Settings,
+    week: Week,
+    *,
+    drafts: bool = False,
+    sections: str | None = None,
+) -> Composer:
+    """`sections` ("AI,Markets"): the variant readers of those sections get (None: all)."""
     dispatch = load_dispatch(store, settings, week)
     if dispatch is None:
         raise no_dispatch(store, settings, week)
     if not dispatch.signals:
         raise DispatchError(f"dispatch {week} has no signals; there is nothing to preview")
-    rendered = frozen_rendering(dispatch)
+    key = None
+    if sections is not None:
+        there = week_sections(dispatch, settings.sections)
+        key = parse_sections(sections, there)
+        key = None if key == full_key(there) else key
+    stored = store.variants.get(dispatch.id, key) if key is not None else None
+    rendered = variant_rendering(stored) if stored else None
+    if key is None:
+        rendered = frozen_rendering(dispatch)
     if rendered is None:
-        shown, marks = with_drafts(store, dispatch) if drafts else (dispatch, {})
+        frozen = dispatch.html is not None
+        shown, marks = with_drafts(store, dispatch) if drafts and not frozen else (dispatch, {})
+        if key is not None:
+            row = store.dispatches.get_by_id(dispatch.id) or {}
+            shown = variant_dispatch(
+                shown,
+                key,
+                order=settings.sections,
+                name=settings.name,
+                subject_set=bool(row.get("subject_set")),
+                preheader_set=bool(row.get("preheader_set")),
+            )
         rendered = render_tracked(store, settings, shown, draft_marks=marks)
         keep_links(store, rendered, frozen=False)  # a test message's links lead somewhere
     return Composer(rendered, settings, store.secret_key(settings.secret_key), str(week))
@@ -71,24 +100,38 @@ def with_drafts(store: Store, dispatch: Dispatch) -> tuple[Dispatch, dict[int, s
     return replace(dispatch, sections=sections), marks
 
 
-def sample_message(store: Store, settings: Settings, week: Week) -> Message:
+def sample_message(
+    store: Store, settings: Settings, week: Week, *, sections: str | None = None
+) -> Message:
     """The dispatch exactly as a (sample) reader gets it: the frozen copy once sending began."""
-    return _composer(store, settings, week).compose(SAMPLE_READER)
+    return _composer(store, settings, week, sections=sections).compose(SAMPLE_READER)
 
 
 def preview_message(
-    store: Store, settings: Settings, week: Week, *, drafts: bool = False
+    store: Store,
+    settings: Settings,
+    week: Week,
+    *,
+    drafts: bool = False,
+    sections: str | None = None,
 ) -> tuple[str, str]:
     """HTML and text of the dispatch personalised for a sample reader; with `drafts`, the
     editor's view: waiting machine drafts shown in place, each card marked as a draft."""
-    message = _composer(store, settings, week, drafts=drafts).compose(SAMPLE_READER)
+    composer = _composer(store, settings, week, drafts=drafts, sections=sections)
+    message = composer.compose(SAMPLE_READER)
     return message.html, message.text
 
 
 def write_preview(
-    store: Store, settings: Settings, week: Week, path: Path, *, drafts: bool = False
+    store: Store,
+    settings: Settings,
+    week: Week,
+    path: Path,
+    *,
+    drafts: bool = False,
+    sections: str | None = None,
 ) -> Path:
-    html, _ = preview_message(store, settings, week, drafts=drafts)
+    html, _ = preview_message(store, settings, week, drafts=drafts, sections=sections)
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(path.name + ".part")
     partial.write_text(html, encoding="utf-8")
@@ -104,6 +147,7 @@ def send_test(
     sender: Sender,
     *,
     dry_run: bool = False,
+    sections: str | None = None,
 ) -> Message:
     """One message to `to`, "[TEST]" in the subject; not recorded as a delivery."""
     try:
@@ -111,7 +155,8 @@ def send_test(
     except EmailNotValidError as exc:
         raise SendError(f"--to: {to!r} is not a valid email address ({exc})") from None
     reader = Subscriber(id=0, email=address, name=None, status="active")
-    message = _composer(store, settings, week).compose(reader, subject_prefix=TEST_PREFIX)
+    composer = _composer(store, settings, week, sections=sections)
+    message = composer.compose(reader, subject_prefix=TEST_PREFIX)
     if dry_run:
         return message
     results = sender.send([message])
@@ -147,12 +192,17 @@ def snapshot(render: Render) -> Snapshot:
 
 
 def live_renderer(
-    store: Store, load_settings: Callable[[], Settings], week: Week, *, drafts: bool = False
+    store: Store,
+    load_settings: Callable[[], Settings],
+    week: Week,
+    *,
+    drafts: bool = False,
+    sections: str | None = None,
 ) -> Render:
     """Settings, signals and templates are read afresh on every render, so any edit shows."""
 
     def render() -> tuple[str, str]:
-        return preview_message(store, load_settings(), week, drafts=drafts)
+        return preview_message(store, load_settings(), week, drafts=drafts, sections=sections)
 
     return render
 

@@ -4,6 +4,7 @@ preview run before anything leaves.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,9 +16,11 @@ from newsletter.checks.links import check_links
 from newsletter.checks.lint import check_lint
 from newsletter.checks.parsed import Parsed
 from newsletter.checks.render import check_render, find_chromium
-from newsletter.checks.report import CHECKS, Finding, Report, warning
+from newsletter.checks.report import CHECKS, Finding, Level, Report, warning
 from newsletter.checks.size import check_size
 from newsletter.checks.spam import check_spam, find_spamassassin
+from newsletter.dispatch.build import load_dispatch
+from newsletter.dispatch.variants import Key, describe, full_key, reader_key, week_sections
 from newsletter.engagement.tracking import destinations
 from newsletter.errors import NewsletterError
 from newsletter.preview import sample_message
@@ -114,6 +117,33 @@ def check_message(
     return report
 
 
+#: checks whose answer does not depend on which sections a variant holds (the layout, the
+#: links' hosts, the signing): run on the first variant only; the rest run on every one
+ONCE = ("auth", "links", "render")
+
+
+def variants_to_check(
+    store: Store, settings: Settings, week: Week, *, now: float | None = None
+) -> list[tuple[str, Key | None]]:
+    """(label, key) of every variant a send now would mail, the full dispatch (key None) and
+    then the commonest first; the full dispatch alone, unlabelled, when every reader gets
+    everything or there are no readers."""
+    dispatch = load_dispatch(store, settings, week)
+    if dispatch is None:
+        return [("", None)]
+    sections = week_sections(dispatch, settings.sections)
+    full = full_key(sections)
+    counted: dict[Key, int] = {}
+    for off, count in store.variants.reader_choices(now=time.time() if now is None else now):
+        key = reader_key(sections, off)
+        if key:
+            counted[key] = counted.get(key, 0) + count
+    keys = sorted(counted, key=lambda k: (k != full, -counted[k], k))
+    if not keys or keys == [full]:
+        return [("", None)]  # the common case: the dispatch itself, nothing to tell apart
+    return [(describe(key, full), None if key == full else key) for key in keys]
+
+
 def run_checks(
     store: Store,
     settings: Settings,
@@ -126,16 +156,36 @@ def run_checks(
     skip: Collection[str] = (),
     progress: Callable[[str], None] = lambda _: None,
 ) -> Report:
-    """Build the week's message for a sample reader and check it; `report.ok` gates sending."""
-    raw = sample_message(store, settings, week).as_bytes()  # tracked, as readers get it
-    return check_message(
-        raw,
-        settings,
-        resolve=destinations(store),
-        tools=tools,
-        links=links,
-        link_timeout=link_timeout,
-        screenshots=screenshots,
-        skip=skip,
-        progress=progress,
-    )
+    """Build the week's message for a sample reader of each variant a send would mail and
+    check it (each finding names its variant when there are several); `report.ok` gates
+    sending. A finding every variant has is reported once."""
+    tools = tools or Tools.find()
+    merged: dict[tuple[str, str, str, str], list[str]] = {}
+    report: Report | None = None
+    variants = variants_to_check(store, settings, week)
+    for n, (label, key) in enumerate(variants):
+        if label:
+            progress(f"variant {label}")
+        sections = ",".join(key) if key is not None else None
+        raw = sample_message(store, settings, week, sections=sections).as_bytes()  # tracked
+        found = check_message(
+            raw,
+            settings,
+            resolve=destinations(store),
+            tools=tools,
+            links=links,
+            link_timeout=link_timeout,
+            screenshots=screenshots if n == 0 else None,
+            skip=set(skip) | (set(ONCE) if n else set()),
+            progress=progress,
+        )
+        report = report or Report(subject=found.subject)
+        for finding in found.findings:
+            merged.setdefault((finding.level, finding.check, finding.message, finding.fix), [])
+            merged[(finding.level, finding.check, finding.message, finding.fix)].append(label)
+    assert report is not None
+    for (level, check, message, fix), labels in merged.items():
+        everywhere = len(variants) > 1 and len(labels) == len(variants)
+        where = "every variant" if everywhere else "; ".join(filter(None, labels))
+        report.findings.append(Finding(Level(level), check, message, fix, where))
+    return report

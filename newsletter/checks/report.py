@@ -25,6 +25,12 @@ class Finding:
     check: str
     message: str
     fix: str = ""
+    #: which variant of the dispatch it was found in, when a send has several (issue 14)
+    variant: str = ""
+
+    @property
+    def where(self) -> str:
+        return f" (variant: {self.variant})" if self.variant else ""
 
 
 def error(check: str, message: str, fix: str = "") -> Finding:
@@ -80,7 +86,7 @@ class Report:
     def to_text(self) -> str:
         lines = [f"pre-flight checks: {self.subject}"] if self.subject else []
         for f in self.sorted():
-            lines.append(f"{f.level.upper():8} {f.check:8} {f.message}")
+            lines.append(f"{f.level.upper():8} {f.check:8} {f.message}{f.where}")
             if f.fix:
                 lines.append(f"{'':17}fix: {f.fix}")
         lines.append(self.summary())
@@ -103,7 +109,7 @@ class Report:
         colours = {Level.ERROR: "#b42318", Level.WARNING: "#b54708", Level.INFO: "#475467"}
         rows = "".join(
             f'<tr><td style="color:{colours[f.level]};font-weight:600">{escape(f.level)}</td>'
-            f"<td>{escape(f.check)}</td><td>{escape(f.message)}"
+            f"<td>{escape(f.check)}</td><td>{escape(f.message + f.where)}"
             + (f'<br><small style="color:#475467">fix: {escape(f.fix)}</small>' if f.fix else "")
             + "</td></tr>"
             for f in self.sorted()

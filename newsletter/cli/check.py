@@ -40,6 +40,12 @@ from newsletter.cli.base import App, cli, pass_app, week_option
     type=click.Choice(CHECKS),
     help="Leave out a check (repeatable), e.g. --skip render --skip spam.",
 )
+@click.option(
+    "--sections",
+    metavar="A,B",
+    help="Check only the variant readers of these sections get (default: every variant a"
+    " send would mail).",
+)
 @pass_app
 def check(
     app: App,
@@ -50,33 +56,49 @@ def check(
     screenshots: Path | None,
     eml: Path | None,
     skip: tuple[str, ...],
+    sections: str | None,
 ) -> None:
     """Check the dispatch before sending: size, spam score, headers, links, DKIM, rendering.
 
-    Builds the real message for a sample reader. Exit code 0 when nothing blocks sending
-    (warnings allowed), 1 when any check reports an error.
+    Builds the real message for a sample reader of every variant a send would mail (the
+    readers' distinct section sets; each finding names its variant when there are several).
+    Exit code 0 when nothing blocks sending (warnings allowed), 1 when any check reports an
+    error.
     """
 
-    from newsletter.checks import check_message, sample_message
+    from newsletter.checks import check_message, run_checks, sample_message
     from newsletter.engagement.tracking import destinations
 
     def progress(step: str) -> None:
         click.echo(f"... {step}", err=True)
 
-    if eml is not None:
-        raw = eml.read_bytes()
+    if eml is None and sections is None:
+        report = run_checks(
+            app.store,
+            app.settings,
+            app.week(week_text),
+            links=links,
+            link_timeout=link_timeout,
+            screenshots=screenshots,
+            skip=skip,
+            progress=progress,
+        )
     else:
-        raw = sample_message(app.store, app.settings, app.week(week_text)).as_bytes()
-    report = check_message(
-        raw,
-        app.settings,
-        links=links,
-        link_timeout=link_timeout,
-        screenshots=screenshots,
-        skip=skip,
-        progress=progress,
-        resolve=destinations(app.store),
-    )
+        if eml is not None:
+            raw = eml.read_bytes()
+        else:
+            week = app.week(week_text)
+            raw = sample_message(app.store, app.settings, week, sections=sections).as_bytes()
+        report = check_message(
+            raw,
+            app.settings,
+            links=links,
+            link_timeout=link_timeout,
+            screenshots=screenshots,
+            skip=skip,
+            progress=progress,
+            resolve=destinations(app.store),
+        )
     click.echo(report.to_json() if as_json else report.to_text())
     if not report.ok:
         sys.exit(1)

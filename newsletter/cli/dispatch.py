@@ -195,6 +195,11 @@ def dispatch_approve(app: App, week_text: str | None) -> None:
     is_flag=True,
     help="Leave out waiting machine drafts: exactly what readers get.",
 )
+@click.option(
+    "--sections",
+    metavar="A,B",
+    help="The variant readers of these sections get (the week's section titles, any case).",
+)
 @pass_app
 def preview(
     app: App,
@@ -207,11 +212,13 @@ def preview(
     to: str | None,
     dry_run: bool,
     no_drafts: bool,
+    sections: str | None,
 ) -> None:
     """The dispatch as a sample reader will see it: a file, a live view, or a test message.
 
     Machine drafts that wait for review are shown in place, each card marked as a draft, in
-    the file, the live view and --text (never in a test message, nor for readers).
+    the file, the live view and --text (never in a test message, nor for readers). With
+    --sections, the variant of readers who chose those sections: its lead, subject and text.
     """
     from newsletter.preview import preview_message, send_test, write_preview
 
@@ -220,20 +227,23 @@ def preview(
     if dry_run and not to:
         raise click.UsageError("--dry-run goes with --to")
     if show_text:
-        click.echo(preview_message(app.store, app.settings, week, drafts=drafts)[1], nl=False)
+        shown = preview_message(app.store, app.settings, week, drafts=drafts, sections=sections)
+        click.echo(shown[1], nl=False)
     if to:
         from newsletter.delivery.senders import make_sender
 
         with make_sender(app.settings) as sender:
-            message = send_test(app.store, app.settings, week, to, sender, dry_run=dry_run)
+            message = send_test(
+                app.store, app.settings, week, to, sender, dry_run=dry_run, sections=sections
+            )
         verb = "would send" if dry_run else "sent"
         click.echo(f"{verb} test message to {message.to_addr}: {message.subject}", err=show_text)
     if serve:
-        _serve(app, week, port, open_, drafts)
+        _serve(app, week, port, open_, drafts, sections)
         return
     if show_text or to:
         return
-    path = write_preview(app.store, app.settings, week, output, drafts=drafts)
+    path = write_preview(app.store, app.settings, week, output, drafts=drafts, sections=sections)
     click.echo(f"preview: {path}")
     if open_:
         import webbrowser
@@ -241,7 +251,9 @@ def preview(
         webbrowser.open(path.as_uri())
 
 
-def _serve(app: App, week: Week, port: int, open_: bool, drafts: bool) -> None:
+def _serve(
+    app: App, week: Week, port: int, open_: bool, drafts: bool, sections: str | None
+) -> None:
     from newsletter.preview import live_renderer, make_preview_server
     from newsletter.settings import load_settings
 
@@ -253,7 +265,7 @@ def _serve(app: App, week: Week, port: int, open_: bool, drafts: bool) -> None:
     from newsletter.engagement.chart import previous_page
 
     server = make_preview_server(
-        live_renderer(app.store, settings, week, drafts=drafts),
+        live_renderer(app.store, settings, week, drafts=drafts, sections=sections),
         title=f"{app.settings.name} · {week}",
         port=port,
         panel=lambda: checks_page(app.store, settings(), week),

@@ -100,6 +100,7 @@ def _summary(report: DeliveryReport) -> None:
             f"dispatch {week}: {report.sent} messages built (dry run), none sent"
             f" ({report.elapsed:.1f} s)"
         )
+        _variant_lines(report, "by variant (sections), as a send would go now:")
         return
     _resolution(report)
     failed = f"{report.failed} failed"
@@ -113,6 +114,8 @@ def _summary(report: DeliveryReport) -> None:
     if report.remaining:
         parts.append(f"{report.remaining} still queued")
     click.echo(f"dispatch {week}: " + ", ".join(parts) + f" in {report.elapsed:.1f} s")
+    if len(report.variants) > 1 or report.skip_reasons:
+        _variant_lines(report, "sent by variant (sections), this dispatch so far:")
     for error in report.errors[:20]:
         click.echo(f"  {error}", err=True)
     if len(report.errors) > 20:
@@ -129,6 +132,14 @@ def _summary(report: DeliveryReport) -> None:
         click.echo("  stopped before the end: run `newsletter send` again to resume", err=True)
     if report.status == "partly sent":
         unresolved_lines(report)
+
+
+def _variant_lines(report: DeliveryReport, heading: str) -> None:
+    lines = report.variant_lines()
+    if lines:
+        click.echo(heading)
+        for line in lines:
+            click.echo(line)
 
 
 def _resolution(report: DeliveryReport) -> None:
@@ -201,7 +212,9 @@ def preflight(
 
     def findings(report: Report) -> None:
         for finding in report.errors + report.warnings:
-            click.echo(f"  {finding.level}: {finding.check}: {finding.message}", err=True)
+            click.echo(
+                f"  {finding.level}: {finding.check}: {finding.message}{finding.where}", err=True
+            )
 
     try:
         report = check_before_send(
@@ -393,6 +406,7 @@ def deliveries(ctx: click.Context, week_text: str | None, limit: int) -> None:
                 f" {kinds['temporary']} temporary: retryable)"
             )
         click.echo(f"  {status:<8} {count}{extra}")
+    _by_variant(app, row["id"])
     left = store.unresolved(row["id"])
     if row["status"] == "partly sent" or left.total:
         _unresolved_lines(str(week), left)
@@ -410,6 +424,36 @@ def deliveries(ctx: click.Context, week_text: str | None, limit: int) -> None:
     missing = counts["failed"] + counts["unknown"] - len(failures)
     if missing > 0:
         click.echo(f"  ... and {missing} more (--limit)")
+
+
+def _by_variant(app: App, dispatch_id: int) -> None:
+    """Counts per variant (the sections each holds), then the skipped readers by reason."""
+    from newsletter.dispatch.variants import describe
+
+    variants = app.store.variants
+    full = next((v.key for v in variants.of(dispatch_id) if v.is_full), None)
+    grouped: dict[str, dict[str, int]] = {}
+    for key, status, count in variants.counts(dispatch_id):
+        if key is not None:
+            name = describe(key, full)
+        elif status == "queued":
+            name = "not claimed yet (each gets the variant of their sections then)"
+        else:  # a row claimed by a version before variants: it had the dispatch's own copy
+            name = "the dispatch's own copy (claimed before variants were recorded)"
+        grouped.setdefault(name, {})[status] = count
+    reasons = variants.skip_reasons(dispatch_id)
+    if not grouped and not reasons:
+        return
+    click.echo("by variant (sections):")
+    for name, statuses in grouped.items():
+        shown = ", ".join(f"{n} {status}" for status, n in statuses.items())
+        click.echo(f"  {name}: {shown}")
+    for reason, count in reasons[:10]:
+        click.echo(f"  skipped, {reason}: {count}")
+    if len(reasons) > 10:
+        click.echo(
+            f"  skipped for {len(reasons) - 10} other reasons: {sum(n for _, n in reasons[10:])}"
+        )
 
 
 @deliveries.command("reconcile")

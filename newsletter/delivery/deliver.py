@@ -33,8 +33,8 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
+from datetime import datetime
 
-from newsletter.delivery.compose import Composer
 from newsletter.delivery.message import Message, check_recipient
 from newsletter.delivery.pacing import RetryPolicy, RunClock, TokenBucket
 from newsletter.delivery.resolve import (
@@ -53,9 +53,9 @@ from newsletter.delivery.senders.base import (
     UnknownOutcome,
     batch_key,
 )
+from newsletter.delivery.variants import VariantSet
 from newsletter.dispatch.build import load_dispatch, no_dispatch
-from newsletter.dispatch.render import Rendered, frozen_rendering
-from newsletter.engagement.tracking import keep_links, render_tracked
+from newsletter.dispatch.variants import Key, describe, nothing_left
 from newsletter.errors import (
     DispatchError,
     PermanentSendError,
@@ -124,6 +124,18 @@ class DeliveryReport:
     unresolved: Unresolved = field(default_factory=Unresolved)
     unknown_why: str = ""  # why the unknown rows could not be resolved (yet)
     errors: list[str] = field(default_factory=list)
+    #: messages per variant (dry run: built; a run: the dispatch's deliveries sent), full first
+    variants: dict[Key, int] = field(default_factory=dict)
+    full: Key = ()
+    #: why readers were skipped, with how many (a dry run: paused / nothing left)
+    skip_reasons: dict[str, int] = field(default_factory=dict)
+    compiles: int = 0  # variants this run rendered (MJML compiles)
+
+    def variant_lines(self) -> list[str]:
+        """`  AI, Markets: 120` per variant, then the skipped readers by reason."""
+        lines = [f"  {describe(key, self.full)}: {n}" for key, n in self.variants.items()]
+        lines += [f"  skipped, {reason}: {n}" for reason, n in self.skip_reasons.items()]
+        return lines
 
     @property
     def skipped_unknown(self) -> int:
@@ -197,22 +209,6 @@ class _Repeat:
     repeats: int = field(compare=False, default=0)
 
 
-def _rendering(store: Store, settings: Settings, dispatch: Dispatch) -> Rendered:
-    """The frozen copy when sending has begun; otherwise render now and freeze it."""
-    frozen = frozen_rendering(dispatch)
-    if frozen is not None:
-        return frozen
-    rendered = render_tracked(store, settings, dispatch)
-    with store.transaction():  # the frozen copy and the links it carries, together
-        store.dispatches.freeze(
-            dispatch.id, rendered.compiled_html, rendered.compiled_text, rendered.nonce
-        )
-        keep_links(store, rendered, frozen=True)
-    reloaded = load_dispatch(store, settings, Week.parse(dispatch.week))
-    assert reloaded is not None
-    return frozen_rendering(reloaded) or rendered  # a concurrent freeze wins: one copy for all
-
-
 def _checked_dispatch(
     store: Store, settings: Settings, week: Week, *, force_unapproved: bool, resend: bool
 ) -> Dispatch | None:
@@ -257,12 +253,16 @@ def send_dispatch(
     progress: ProgressCallback | None = None,
     stop: threading.Event | None = None,
     sleep: Callable[[float], None] | None = None,
+    now: Callable[[], float] = time.time,
 ) -> DeliveryReport:
-    """Send the week's dispatch to every active subscriber not yet sent it.
+    """Send the week's dispatch to every active subscriber not yet sent it, each the variant
+    of the sections they chose; a paused reader, or one whose choices leave nothing this week,
+    is skipped (with the reason).
 
     Unknown rows from earlier runs are resolved first (the sender's record, or an idempotent
     repeat); `retry_unknown` then queues the rest again (which may duplicate them) and
-    `retry_failed` the failed ones. `sleep` replaces the waits (tests).
+    `retry_failed` the failed ones. `sleep` replaces the waits and `now` the calendar readers'
+    pauses are read against (tests).
     """
     report = DeliveryReport(str(week), dry_run=dry_run)
     dispatch = _checked_dispatch(
@@ -277,7 +277,7 @@ def send_dispatch(
         report.status = "sent"
         return report
     if dry_run:
-        return _dry_run(store, settings, dispatch, report, limit)
+        return _dry_run(store, settings, dispatch, report, limit, now())
     _leased_run(
         store,
         settings,
@@ -286,6 +286,7 @@ def send_dispatch(
         report,
         stop=stop,
         sleep=sleep,
+        now=now,
         resolve_only=False,
         retry_unknown=retry_unknown,
         retry_failed=retry_failed,
@@ -332,6 +333,7 @@ def _leased_run(
     stop: threading.Event | None,
     sleep: Callable[[float], None] | None,
     resolve_only: bool,
+    now: Callable[[], float] = time.time,
     retry_unknown: bool = False,
     retry_failed: bool = False,
     limit: int | None = None,
@@ -343,6 +345,7 @@ def _leased_run(
         stop = stop or threading.Event()
         run = _Run(store, settings, sender, dispatch, report, lease, stop, RunClock(stop, sleep))
         run.resolve_only = resolve_only
+        run.today = now()
         run.prepare(retry_unknown=retry_unknown, retry_failed=retry_failed, limit=limit)
         run.loop(limit=limit, progress=progress)
         run.finish()
@@ -350,19 +353,48 @@ def _leased_run(
         store.deliveries.release_lease(lease)
 
 
+def paused_reason(settings: Settings, until: float) -> str:
+    day = datetime.fromtimestamp(until, settings.timezone)
+    return f"paused until {day:%b} {day.day}, {day.year}"
+
+
 def _dry_run(
-    store: Store, settings: Settings, dispatch: Dispatch, report: DeliveryReport, limit: int | None
+    store: Store,
+    settings: Settings,
+    dispatch: Dispatch,
+    report: DeliveryReport,
+    limit: int | None,
+    today: float,
 ) -> DeliveryReport:
-    """Build every message a real run would send (and sign none of them); send nothing."""
+    """Build every message a real run would send (and sign none of them), each reader's
+    variant; send nothing, freeze nothing."""
     started = time.perf_counter()
-    rendered = frozen_rendering(dispatch) or render_tracked(store, settings, dispatch)
-    composer = Composer(rendered, settings, store.secret_key(settings.secret_key), dispatch.week)
+    variants = VariantSet(store, settings, dispatch, freeze=False)
+    report.full = variants.full
+    report.variants[variants.full] = 0
+    paused = nothing = 0
     for subscriber in store.subscribers.iter_active():
         if limit is not None and report.sent >= limit:
             break
+        if subscriber.paused_at(today):
+            paused += 1
+            continue
+        key = variants.key_of(subscriber)
+        if not key:
+            nothing += 1
+            continue
+        _, composer = variants.for_key(key)
         composer.compose(subscriber).as_bytes()
         report.sent += 1
+        report.variants[key] = report.variants.get(key, 0) + 1
+    if not report.variants[variants.full]:
+        del report.variants[variants.full]
+    for reason, count in (("paused", paused), (nothing_left(variants.sections), nothing)):
+        if count:
+            report.skip_reasons[reason] = count
+    report.skipped = paused + nothing
     report.total = report.sent
+    report.compiles = variants.rendered
     report.elapsed = time.perf_counter() - started
     return report
 
@@ -406,18 +438,19 @@ class _Run:
         self.outcomes: list[Outcome] = []  # settled, not yet recorded (one commit per wait)
         self.bounces: list[tuple[int, str]] = []
         self._seq = 0
+        self.today = time.time()  # the calendar readers' pauses are read against
 
     # -- before the loop ----------------------------------------------------------------------
 
     def prepare(self, *, retry_unknown: bool, retry_failed: bool, limit: int | None) -> None:
-        rendered = _rendering(self.store, self.settings, self.dispatch)
-        secret = self.store.secret_key(self.settings.secret_key)
-        self.composer = Composer(rendered, self.settings, secret, self.dispatch.week)
+        self.variants = VariantSet(self.store, self.settings, self.dispatch)
+        self.variants.for_key(self.variants.full)  # the dispatch's own copy, frozen as always
         dispatch_id, deliveries = self.dispatch.id, self.deliveries
         if not self.resolve_only:
             deliveries.queue(dispatch_id)
             if self.dispatch.status == "partly sent":
                 self.store.dispatches.update(dispatch_id, status="sending")
+            self._skip_unwanted()
         found = deliveries.sending_to_unknown(dispatch_id)
         if found:
             log.warning(
@@ -437,8 +470,47 @@ class _Run:
         repeating_rows = sum(len(r.rows) for r in self.repeats)
         self.report.total = (queued if limit is None else min(queued, limit)) + repeating_rows
 
+    def _skip_unwanted(self) -> None:
+        """Skip the readers who are paused, or whose choices leave nothing this week, and
+        render the variants the others need (once each) before anything is handed over.
+        Rows claimed before keep their variant: they are neither skipped nor changed."""
+        store, dispatch_id, variants = self.store, self.dispatch.id, self.variants
+        paused = store.variants.paused(dispatch_id, now=self.today)
+        store.variants.skip((d, paused_reason(self.settings, until)) for d, until in paused)
+        for stored, off in store.variants.unassigned_choices(dispatch_id):
+            key = variants.key_for(off)
+            if key:
+                variants.for_key(key)
+            else:
+                store.variants.skip_choice(dispatch_id, stored, nothing_left(variants.sections))
+
+    def _compose(self, row: Pending) -> tuple[Message, int] | str:
+        """The row's message and the variant it is composed from (the one of its first
+        claim), or why a row never claimed is skipped after all (the reader paused, or
+        turned off every section of this week, since the run began)."""
+        reader, variants = row.subscriber, self.variants
+        if row.variant_id:
+            variant_id, composer = row.variant_id, variants.by_id(row.variant_id)
+        else:
+            if reader.paused_at(self.today) and reader.paused_until is not None:
+                return paused_reason(self.settings, reader.paused_until)
+            key = variants.key_of(reader)
+            if not key:
+                return nothing_left(variants.sections)
+            variant_id, composer = variants.for_key(key)
+        return composer.compose(reader, message_id=row.message_id), variant_id
+
+    def _again(self, row: Pending) -> tuple[Message, int]:
+        """The message of a row handed over before (a repeat, a lookup), from its claim's
+        variant: the same message whatever the reader chose since."""
+        if row.variant_id:
+            variant_id, composer = row.variant_id, self.variants.by_id(row.variant_id)
+        else:  # claimed by a version before variants: the dispatch's own copy
+            variant_id, composer = self.variants.for_key(self.variants.full)
+        return composer.compose(row.subscriber, message_id=row.message_id), variant_id
+
     def _message(self, row: Pending) -> Message:
-        return self.composer.compose(row.subscriber, message_id=row.message_id)
+        return self._again(row)[0]
 
     def _resolve_unknown(self) -> None:
         """Settle what an earlier run left unknown, from the provider's record or by repeating
@@ -646,9 +718,15 @@ class _Run:
         """
         items: list[tuple[Pending, Message]] = []
         refused: list[Outcome] = []
+        variant_of: dict[int, int] = {}
         # members always in id order: a repeat rebuilt from the database is the same request
         for row in sorted(rows, key=lambda r: r.delivery_id):
-            message = self._message(row)
+            composed = self._compose(row) if not repeat else self._again(row)
+            if isinstance(composed, str):
+                refused.append(Outcome(row.delivery_id, "skipped", error=composed))
+                self.report.total -= 1
+                continue
+            message, variant_of[row.delivery_id] = composed
             if not repeat:
                 try:
                     check_recipient(message)
@@ -665,7 +743,9 @@ class _Run:
             return None
         now = self.clock.now()
         key = batch_key([m for _, m in items])
-        claims = [Claim(r.delivery_id, m.message_id, key) for r, m in items]
+        claims = [
+            Claim(r.delivery_id, m.message_id, key, variant_of[r.delivery_id]) for r, m in items
+        ]
         if repeat:
             if not self.deliveries.claim_repeat(claims, now=now):
                 self.report.resolution.left += len(items)
@@ -689,6 +769,7 @@ class _Run:
                 batch_key=key,
                 batch_since=r.batch_since if r.batch_key == key else now,
                 handed_at=now,
+                variant_id=variant_of[r.delivery_id],
             )
             for r, m in items
         ]
@@ -838,6 +919,12 @@ class _Run:
         report.unknown = counts["unknown"]
         report.skipped = counts["skipped"]
         report.remaining = counts["queued"]
+        report.full = self.variants.full
+        for variant_key, status, count in self.store.variants.counts(dispatch_id):
+            if variant_key is not None and status == "sent":
+                report.variants[variant_key] = count
+        report.skip_reasons = dict(self.store.variants.skip_reasons(dispatch_id))
+        report.compiles = self.variants.rendered
         report.elapsed = time.perf_counter() - self.started
         if report.unknown:
             report.unknown_why = report.resolution.why or _unknown_why(self.sender)

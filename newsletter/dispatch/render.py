@@ -302,17 +302,31 @@ def render_dispatch(
     )
 
 
+def stored_rendering(
+    html: str, text: str, nonce: str, *, subject: str, preheader: str, dispatch_id: int
+) -> Rendered:
+    """A rendering kept in the database (the dispatch's frozen copy, or one of its variants)."""
+    return Rendered(
+        html=Template.split(html, nonce),
+        text=Template.split(text, nonce),
+        subject=subject,
+        preheader=preheader,
+        compiled_html=html,
+        compiled_text=text,
+        nonce=nonce,
+        dispatch_id=dispatch_id,
+    )
+
+
 def frozen_rendering(dispatch: Dispatch) -> Rendered | None:
     """The copy stored when sending began: a resumed send mails exactly what the first run did."""
     if dispatch.html is None or dispatch.text is None:
         return None
-    return Rendered(
-        html=Template.split(dispatch.html, dispatch.slot_nonce or ""),
-        text=Template.split(dispatch.text, dispatch.slot_nonce or ""),
+    return stored_rendering(
+        dispatch.html,
+        dispatch.text,
+        dispatch.slot_nonce or "",
         subject=dispatch.subject,
         preheader=dispatch.preheader,
-        compiled_html=dispatch.html,
-        compiled_text=dispatch.text,
-        nonce=dispatch.slot_nonce or "",
         dispatch_id=dispatch.id,
     )

@@ -29,6 +29,7 @@ from newsletter.store.signals import Signals
 from newsletter.store.sources import Sources
 from newsletter.store.stream import Stream
 from newsletter.store.subscribers import Subscribers
+from newsletter.store.variants import Variants
 
 if TYPE_CHECKING:
     from sqlite_utils import Database
@@ -54,6 +55,7 @@ class Store:
         self.receipts = Receipts(db)
         self.stream = Stream(db)
         self.clicks = Clicks(db)
+        self.variants = Variants(db)
 
     @classmethod
     def open(cls, path: str | Path, *, migrate: bool = True) -> Store:

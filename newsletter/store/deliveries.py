@@ -41,6 +41,8 @@ class Pending:
     batch_key: str | None = None
     batch_since: float | None = None
     handed_at: float | None = None
+    #: the variant it was composed from at its first claim (None: not claimed yet)
+    variant_id: int | None = None
 
 
 @dataclass(frozen=True)
@@ -48,6 +50,7 @@ class Claim:
     delivery_id: int
     message_id: str
     batch_key: str
+    variant_id: int | None = None
 
 
 @dataclass(frozen=True)
@@ -101,20 +104,20 @@ def _pid_alive(pid: int) -> bool:
 
 
 _PENDING = (
-    "SELECT d.id, s.id, s.email, s.name, s.status, d.message_id, d.attempts, d.batch_key,"
-    " d.batch_since, d.handed_at, s.token_nonce"
-    " FROM deliveries d JOIN subscribers s ON s.id = d.subscriber_id"
+    "SELECT d.id, d.message_id, d.attempts, d.batch_key, d.batch_since, d.handed_at,"
+    " d.variant_id, s.id, s.email, s.name, s.status, s.token_nonce, s.sections_off,"
+    " s.paused_until FROM deliveries d JOIN subscribers s ON s.id = d.subscriber_id"
 )
+_SUBSCRIBER = ("id", "email", "name", "status", "token_nonce", "sections_off", "paused_until")
 
 
 def _pending(found: Iterable[tuple[Any, ...]]) -> list[Pending]:
-    # the reader's token nonce: without it their unsubscribe and preferences links would be
-    # signed with the sample reader's and act on nobody
+    """The reader comes whole (their links' nonce, their sections, their pause)."""
     return [
         Pending(
             row[0],
-            Subscriber(row[1], row[2], row[3], row[4], token_nonce=row[10] or ""),
-            *row[5:10],
+            Subscriber.from_row(dict(zip(_SUBSCRIBER, row[7:], strict=True))),
+            *row[1:7],
         )
         for row in found
     ]
@@ -236,15 +239,26 @@ class Deliveries:
         """
         stamp = now_iso()
         params = [
-            (c.batch_key, now, c.message_id, c.batch_key, now, stamp, c.delivery_id, from_status)
+            (
+                c.batch_key,
+                now,
+                c.message_id,
+                c.batch_key,
+                c.variant_id,
+                now,
+                stamp,
+                c.delivery_id,
+                from_status,
+            )
             for c in claims
         ]
         with self.db.atomic():
             cursor = self.db.conn.executemany(
                 "UPDATE deliveries SET status = 'sending', attempts = attempts + 1,"
                 " batch_since = CASE WHEN batch_key IS ? THEN batch_since ELSE ? END,"
-                " message_id = ?, batch_key = ?, handed_at = ?, retry_at = NULL, failure = NULL,"
-                " updated_at = ? WHERE id = ? AND status = ? AND EXISTS (SELECT 1 FROM"
+                " message_id = ?, batch_key = ?, variant_id = coalesce(variant_id, ?),"
+                " handed_at = ?, retry_at = NULL, failure = NULL, updated_at = ? WHERE id = ?"
+                " AND status = ? AND EXISTS (SELECT 1 FROM"
                 " subscribers s WHERE s.id = deliveries.subscriber_id AND s.status = 'active')",
                 params,
             )

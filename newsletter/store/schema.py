@@ -692,3 +692,33 @@ def m010_preferences(db: Database) -> None:
     # test database built with every migration but m006 has none
     if "notices" in db.table_names():
         db.execute("ALTER TABLE notices ADD COLUMN to_email TEXT")
+
+
+@MIGRATIONS(name="m012_variants")
+def m012_variants(db: Database) -> None:
+    # Per-reader variants (issue 14): one rendering per distinct set of sections readers get,
+    # frozen beside the dispatch when it is first needed (`key`: a JSON array of the section
+    # titles, sorted; `is_full`: every section, the dispatch's own frozen copy). A delivery's
+    # `variant_id` is fixed at its first claim, with its Message-ID: a retry, a repeat and a
+    # lookup compose the same variant again.
+    _run(
+        db,
+        """
+        CREATE TABLE dispatch_variants (
+            id INTEGER PRIMARY KEY,
+            dispatch_id INTEGER NOT NULL REFERENCES dispatches(id) ON DELETE CASCADE,
+            key TEXT NOT NULL,
+            is_full INTEGER NOT NULL DEFAULT 0 CHECK (is_full IN (0, 1)),
+            subject TEXT NOT NULL,
+            preheader TEXT NOT NULL,
+            lead_signal_id INTEGER REFERENCES signals(id) ON DELETE SET NULL,
+            html TEXT NOT NULL,
+            text TEXT NOT NULL,
+            slot_nonce TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            UNIQUE (dispatch_id, key)
+        );
+        ALTER TABLE deliveries ADD COLUMN variant_id INTEGER
+            REFERENCES dispatch_variants(id) ON DELETE SET NULL
+        """,
+    )
