@@ -9,6 +9,7 @@ import base64
 import json
 import re
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 
@@ -468,3 +469,43 @@ def test_the_one_click_unsubscribe_of_a_real_dispatch_acts_on_its_reader(
     assert answer.status_code == 200
     assert stored(live, readers["bob@example.org"]).status == "unsubscribed"
     assert stored(live, readers["ada@example.org"]).status == "active"
+
+
+def test_the_next_dispatch_holds_only_the_sections_a_reader_kept_on_her_page(
+    live: Live, readers: dict[str, int], run
+) -> None:
+    """End to end: the link from a sent `.eml`, a section choice saved on the page, and the
+    next week's `.eml` files: Ada's holds only AI, Bob's (who chose nothing) every section."""
+    from variant_support import Mail
+
+    send_week(run)
+    [first] = dispatch_mails(live, "ada@example.org")
+    saved = post_prefs(live, prefs_path(first), section=["AI"])
+    assert saved.status_code == 200 and "Your preferences are saved." in saved.text
+
+    week = "2026-W25"  # a new signal in each section, a week later
+    for n, (category, score) in enumerate((("AI", 70), ("Energy", 80), ("Markets", 60))):
+        live.store.signals.create(
+            {
+                "title": f"Week 25 {category} signal",
+                "url": f"https://example.org/w25-{n}",
+                "link": f"https://example.org/w25-{n}",
+                "published": datetime(2026, 6, 16, tzinfo=UTC),
+                "category": category,
+                "signal_score": score,
+                "why_now": "It happened this week.",
+                "summary_text": "A summary.",
+                "summary_html": "<p>A summary.</p>",
+            }
+        )
+    for args in (("dispatch", "build", "--week", week), ("dispatch", "approve", "--week", week)):
+        result = run(*args)
+        assert result.exit_code == 0, result.output
+    send_week(run, week)
+    ada = Mail(dispatch_mails(live, "ada@example.org")[-1])
+    bob = Mail(dispatch_mails(live, "bob@example.org")[-1])
+    assert Mail(first).sections == ("AI", "Energy", "Markets")
+    assert ada.sections == ("AI",) and "Energy" not in ada.html.split("Manage preferences")[0]
+    assert bob.sections == ("AI", "Energy", "Markets")
+    assert ada.lead == "Week 25 AI signal" and bob.lead == "Week 25 Energy signal"
+    assert "Week 25 AI signal" in ada.subject and "Week 25 Energy signal" in bob.subject
