@@ -195,6 +195,7 @@ def test_a_notice_in_flight_when_its_process_died_is_settled_from_the_outbox(
     kept = next(n for n in owed if n.email == "kept@example.org")
     # the dead process had handed `kept` over (its file is there), `lost` not yet
     handed = compose_notice(settings, store.secret_key(settings.secret_key), notice_of(kept))
+    store.notices.handing(kept.id, now=time.time())
     sender.send([handed])
     dead = subprocess.run(
         [sys.executable, "-c", "import os; print(os.getpid())"],
@@ -211,6 +212,45 @@ def test_a_notice_in_flight_when_its_process_died_is_settled_from_the_outbox(
     files = sorted(p.name.split(".")[0] for p in settings.outbox.rglob("*.eml"))
     assert files == ["kept@example", "lost@example"]  # one mail each
     assert store.notices.counts()["sent"] == 2
+
+
+def test_notices_claimed_by_a_dead_process_but_never_begun_go_back_to_the_queue(
+    store: Store, settings: Settings
+) -> None:
+    """A pass claims several notices and hands them over one by one: a kill during the first
+    leaves that one unknown (over SMTP nobody can tell whether it arrived), but the others of
+    its claim never left, so they are sent once, not stranded as unknown."""
+    for email in ("first@example.org", "second@example.org", "third@example.org"):
+        request_signup(store, settings, email, limits=False)
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    owed = store.notices.claim_due(
+        now=time.time(),
+        limit=10,
+        claimer=f"{socket.gethostname()}:{int(dead.stdout)}",
+        new_id=lambda: f"<{os.urandom(6).hex()}@x>",
+    )
+    first = next(n for n in owed if n.email == "first@example.org")
+    store.notices.handing(first.id, now=time.time())  # the dead process was handing it over
+    sink = Sink()
+    with SmtpServer(sink) as server:
+        sender = SmtpSender(SmtpConfig("127.0.0.1", server.port, security="none"))
+        report = send_owed_notices(store, settings, sender)
+        sender.close()
+    assert sorted(r.rcpt[0] for r in sink.received) == [
+        "second@example.org",
+        "third@example.org",
+    ]
+    assert report.sent == 2
+    assert store.notices.counts()["unknown"] == 1 and store.notices.counts()["sent"] == 2
+    second = store.subscribers.get_by_email("second@example.org")
+    assert second is not None
+    [notice] = store.notices.for_subscriber(second["id"])
+    assert notice["attempts"] == 1  # the claim that never left was not counted
 
 
 def test_a_notice_whose_answer_was_lost_over_smtp_is_never_sent_again(

@@ -244,6 +244,8 @@ def _hand_over(
         return
     try:
         message = compose_notice(settings, secret, notice, latest_week=_latest(store, notice))
+        with store.subscribers.writing():  # from here on a kill leaves it unknown
+            store.notices.handing(row.id, now=clock())
         results = sender.send([message])
         error = results[0].error if results else UnknownOutcome("no answer")
         provider_id = results[0].provider_id if results else None

@@ -121,7 +121,7 @@ class Notices:
             ).fetchall()
             stamp = now_iso()
             self.db.conn.executemany(
-                "UPDATE notices SET status = 'sending', attempts = attempts + 1,"
+                "UPDATE notices SET status = 'sending', attempts = attempts + 1, handing = 0,"
                 " message_id = coalesce(message_id, ?), claimed_by = ?, retry_at = NULL,"
                 " first_handed_at = coalesce(first_handed_at, ?), handed_at = ?, updated_at = ?"
                 " WHERE id = ? AND status = 'queued'",
@@ -138,12 +138,21 @@ class Notices:
                 ).fetchall()
             )
 
+    def handing(self, notice_id: int, *, now: float) -> None:
+        """The claimed notice is about to be handed over: from now on, if this process dies
+        before recording the outcome, nobody can tell whether it arrived."""
+        self.db.execute(
+            "UPDATE notices SET handing = 1, handed_at = ?, updated_at = ?"
+            " WHERE id = ? AND status = 'sending'",
+            [now, now_iso(), notice_id],
+        )
+
     def claim_repeat(self, notice_id: int, *, now: float, claimer: str) -> bool:
         """Take an unknown notice to hand the same message over again (idempotent senders)."""
         return (
             self.db.execute(
                 "UPDATE notices SET status = 'sending', attempts = attempts + 1, claimed_by = ?,"
-                " handed_at = ?, updated_at = ? WHERE id = ? AND status = 'unknown'",
+                " handing = 1, handed_at = ?, updated_at = ? WHERE id = ? AND status = 'unknown'",
                 [claimer, now, now_iso(), notice_id],
             ).rowcount
             == 1
@@ -153,7 +162,7 @@ class Notices:
         now = now_iso()
         with self.db.atomic():
             self.db.conn.executemany(
-                "UPDATE notices SET status = ?,"
+                "UPDATE notices SET status = ?, handing = 0,"
                 " provider_message_id = coalesce(?, provider_message_id), last_error = ?,"
                 " retry_at = ?, attempts = attempts - ?, sent_at = coalesce(?, sent_at),"
                 " claimed_by = NULL, updated_at = ? WHERE id = ?",
@@ -173,26 +182,34 @@ class Notices:
             )
 
     def abandoned_to_unknown(self, *, now: float) -> int:
-        """Notices left `sending` by a process that is gone: their hand-off may have worked.
+        """Notices left `sending` by a process that is gone. One whose hand-off had begun may
+        have arrived: it becomes unknown. One only claimed (others of its claim were being
+        handed over) never left: it goes back to the queue, its attempt not counted.
 
         A claimer on this host is gone when its process is; a claim from another host counts
-        as abandoned after `ABANDONED_AFTER` seconds.
+        as abandoned after `ABANDONED_AFTER` seconds. Returns how many became unknown.
         """
         found = self.db.execute(
-            "SELECT id, claimed_by, handed_at FROM notices WHERE status = 'sending'"
+            "SELECT id, claimed_by, handed_at, handing FROM notices WHERE status = 'sending'"
         ).fetchall()
         dead = [
-            nid
-            for nid, claimer, handed in found
+            (nid, handing)
+            for nid, claimer, handed, handing in found
             if not _alive(claimer or "") or (handed or 0) < now - ABANDONED_AFTER
         ]
+        stamp = now_iso()
         self.db.conn.executemany(
             "UPDATE notices SET status = 'unknown', claimed_by = NULL, last_error = 'no answer"
             " recorded: the process sending it stopped', updated_at = ? WHERE id = ?"
             " AND status = 'sending'",
-            [(now_iso(), nid) for nid in dead],
+            [(stamp, nid) for nid, handing in dead if handing],
         )
-        return len(dead)
+        self.db.conn.executemany(
+            "UPDATE notices SET status = 'queued', claimed_by = NULL, attempts = attempts - 1,"
+            " updated_at = ? WHERE id = ? AND status = 'sending'",
+            [(stamp, nid) for nid, handing in dead if not handing],
+        )
+        return sum(1 for _, handing in dead if handing)
 
     def unknown(self) -> list[OwedNotice]:
         return _owed(self.db.execute(_SELECT + " WHERE n.status = 'unknown' ORDER BY n.id"))

@@ -692,6 +692,9 @@ def m010_preferences(db: Database) -> None:
     # test database built with every migration but m006 has none
     if "notices" in db.table_names():
         db.execute("ALTER TABLE notices ADD COLUMN to_email TEXT")
+        # 1 from just before a notice's hand-off until its outcome is recorded: a notice a
+        # killed process had claimed but not begun to hand over goes back to the queue
+        db.execute("ALTER TABLE notices ADD COLUMN handing INTEGER NOT NULL DEFAULT 0")
 
 
 @MIGRATIONS(name="m012_variants")
