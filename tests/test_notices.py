@@ -58,6 +58,28 @@ def _serve(
             time.sleep(0.1)
 
 
+def _restarted_until(
+    env: dict[str, str],
+    tmp_path: Path,
+    extra: dict[str, str],
+    sink: Sink,
+    count: int,
+    settle: float,
+) -> None:
+    """`serve` started again (the mail server up): wait until `count` mails arrived, then
+    `settle` seconds more (anything sent twice arrives by then), then stop it cleanly."""
+    server, _ = _serve(env, tmp_path, extra)
+    try:
+        deadline = time.monotonic() + 60
+        while len(sink.received) < count:
+            assert time.monotonic() < deadline, f"{len(sink.received)} of {count} arrived"
+            time.sleep(0.1)
+        time.sleep(settle)
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(30)
+
+
 def _sign_up(url: str, email: str) -> int:
     with httpx.Client(base_url=url, timeout=10) as client:
         token = re.search(r'name="csrf_token" value="([^"]+)"', client.get("/").text)
@@ -139,16 +161,7 @@ def test_confirmation_mails_survive_a_kill_of_serve_and_go_out_once(
         server.wait(10)
     assert store.notices.counts()["queued"] == 10 and not sink.received
     with smtp:
-        server, url = _serve(env, tmp_path, extra)
-        try:
-            deadline = time.monotonic() + 60
-            while len(sink.received) < 10:
-                assert time.monotonic() < deadline, f"{len(sink.received)} of 10 arrived"
-                time.sleep(0.1)
-            time.sleep(0.5)  # anything sent twice would arrive by now
-        finally:
-            server.send_signal(signal.SIGTERM)
-            server.wait(30)
+        _restarted_until(env, tmp_path, extra, sink, 10, settle=0.5)
     assert sorted(sink.recipients()) == people and max(sink.recipients().values()) == 1
     assert store.notices.counts()["sent"] == 10
     # counted as sent once the server took it (not when it was asked for)

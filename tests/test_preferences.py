@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
-from test_notices import _serve, _sign_up
+from test_notices import _restarted_until, _serve, _sign_up
 from test_send_support import Sink, SmtpServer, ready_week
 
 from newsletter.models import Subscriber
@@ -210,16 +210,7 @@ def test_the_welcome_survives_a_kill_of_serve_right_after_the_confirmation(
     kinds = [n["kind"] for n in store.notices.for_subscriber(row["id"])]
     assert kinds == ["confirm", "welcome"] and not sink.received
     with smtp:
-        server, url = _serve(env, tmp_path, extra)
-        try:
-            deadline = time.monotonic() + 60
-            while len(sink.received) < 2:
-                assert time.monotonic() < deadline, f"{len(sink.received)} of 2 arrived"
-                time.sleep(0.1)
-            time.sleep(1.0)  # anything sent twice would arrive by now
-        finally:
-            server.send_signal(signal.SIGTERM)
-            server.wait(30)
+        _restarted_until(env, tmp_path, extra, sink, 2, settle=1.0)
     subjects = sorted(str(r.parsed()["Subject"]) for r in sink.received)
     assert subjects == ["Confirm your subscription to The Brief", "Welcome to The Brief"]
     assert {n["status"] for n in store.notices.for_subscriber(row["id"])} == {"sent"}
