@@ -12,6 +12,7 @@ import signal
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 from test_notices import _restarted_until, _serve, _sign_up
 from test_send_support import Sink, SmtpServer, ready_week
@@ -183,13 +184,40 @@ def test_the_welcome_survives_a_kill_of_serve_right_after_the_confirmation(
         "NEWSLETTER_SMTP_TIMEOUT": "2",
         "NEWSLETTER_RETRY_BACKOFF": "3",
     }
-    import httpx
-
     store = Store.open(env["NEWSLETTER_DB"])
+    # The notice workers look at the queue every few seconds on their own; rarely, one has
+    # begun handing a mail over at the very moment of the kill. That hand-off's outcome is
+    # unknown by design, never re-sent over SMTP (see test_notices); it is not the moment this
+    # test is about, so the kill is tried again, with another person, up to three times.
+    for attempt in range(3):
+        email = f"grace{attempt}@example.org"
+        row, answer = _confirm_then_kill(env, tmp_path, extra, store, email)
+        assert answer.status_code == 200 and "You are subscribed" in answer.text
+        notices = store.notices.for_subscriber(row["id"])
+        assert [n["kind"] for n in notices] == ["confirm", "welcome"] and not sink.received
+        if not any(n["status"] == "sending" and n["handing"] for n in notices):
+            break
+    else:
+        pytest.fail("three kills in a row landed inside a hand-off")
+    with smtp:
+        # each earlier try's confirmation mail too (its welcome was the unknown hand-off)
+        _restarted_until(env, tmp_path, extra, sink, 2 + attempt, settle=1.0)
+    subjects = sorted(str(r.parsed()["Subject"]) for r in sink.received if r.rcpt == [email])
+    assert subjects == ["Confirm your subscription to The Brief", "Welcome to The Brief"]
+    assert {n["status"] for n in store.notices.for_subscriber(row["id"])} == {"sent"}
+    store.close()
+
+
+def _confirm_then_kill(
+    env: dict[str, str], tmp_path: Path, extra: dict[str, str], store: Store, email: str
+) -> tuple[dict, httpx.Response]:
+    """Sign `email` up and confirm it over HTTP, then SIGKILL `serve` (parent and workers)
+    the moment the confirmation is answered."""
     server, url = _serve(env, tmp_path, extra)
     try:
-        assert _sign_up(url, "grace@example.org") == 200
-        row = store.subscribers.get_by_email("grace@example.org")
+        assert _sign_up(url, email) == 200
+        row = store.subscribers.get_by_email(email)
+        assert row is not None
         [notice] = store.notices.for_subscriber(row["id"])
         # the link its confirmation mail carries (the mail server is down: it waits)
         token = make_token(
@@ -206,12 +234,4 @@ def test_the_welcome_survives_a_kill_of_serve_right_after_the_confirmation(
         if server.poll() is None:
             os.killpg(server.pid, signal.SIGKILL)
             server.wait(10)
-    assert answer.status_code == 200 and "You are subscribed" in answer.text
-    kinds = [n["kind"] for n in store.notices.for_subscriber(row["id"])]
-    assert kinds == ["confirm", "welcome"] and not sink.received
-    with smtp:
-        _restarted_until(env, tmp_path, extra, sink, 2, settle=1.0)
-    subjects = sorted(str(r.parsed()["Subject"]) for r in sink.received)
-    assert subjects == ["Confirm your subscription to The Brief", "Welcome to The Brief"]
-    assert {n["status"] for n in store.notices.for_subscriber(row["id"])} == {"sent"}
-    store.close()
+    return row, answer
