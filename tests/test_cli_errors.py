@@ -29,11 +29,21 @@ def test_every_command_has_help(run) -> None:
         ["deliveries"],
         ["deliveries", "reconcile"],
         ["subscribers", "add"],
+        ["subscribers", "prefs"],
+        ["subscribers", "rotate-tokens"],
+        ["stats"],
+        ["check"],
         ["demo"],
     ):
         result = run(*args, "--help")
         assert result.exit_code == 0, args
         assert "Usage:" in result.output
+
+
+def test_reconcile_without_a_dispatch_names_the_weeks_there_are(run) -> None:
+    result = run("deliveries", "reconcile", "--week", "2030-W01")
+    assert result.exit_code == 1
+    assert "no dispatch for 2030-W01" in result.output and "Traceback" not in result.output
 
 
 def test_unknown_option_is_a_usage_error(run) -> None:
