@@ -109,6 +109,14 @@ class Signal:
         return self.signal_score is not None or self.has_why
 
 
+_NO_SECTIONS: frozenset[str] = frozenset()
+
+
+def parse_sections_off(stored: str | None) -> frozenset[str]:
+    """A reader's `sections_off` column (a JSON list); most readers turned nothing off."""
+    return frozenset(json.loads(stored)) if stored and stored != "[]" else _NO_SECTIONS
+
+
 @dataclass(frozen=True)
 class Subscriber:
     id: int
@@ -131,7 +139,7 @@ class Subscriber:
             row.get("name"),
             row["status"],
             row.get("token_nonce") or "",
-            frozenset(json.loads(off)) if off else frozenset(),
+            parse_sections_off(off),
             row.get("paused_until"),
         )
 

@@ -205,6 +205,14 @@ SETTINGS: tuple[Spec, ...] = (
     Spec("rate", "NEWSLETTER_RATE", "0", _float(0), "messages per second at most (0: no limit)"),
     Spec("concurrency", "NEWSLETTER_CONCURRENCY", "4", _int(1, 64), "messages in flight at once"),
     Spec(
+        "send_processes",
+        "NEWSLETTER_SEND_PROCESSES",
+        "0",
+        _int(0, 16),
+        "processes a send is split over, sharing the connections (0: from 2,000 readers on, one a"
+        " core, at most 2; 1: never split)",
+    ),
+    Spec(
         "min_score",
         "NEWSLETTER_MIN_SCORE",
         "0",
@@ -730,7 +738,8 @@ SETTINGS: tuple[Spec, ...] = (
         "100",
         _int(1, 1000),
         "messages per email API call at most (the provider's own limit applies too); a killed"
-        " run leaves at most (NEWSLETTER_CONCURRENCY + 1) calls unanswered",
+        " run leaves at most (NEWSLETTER_CONCURRENCY + 1) calls unanswered, one more a further send"
+        " process",
     ),
     # readers' preferences and the welcome mail (issue 14)
     Spec(
@@ -778,6 +787,7 @@ class Settings:
     outbox: Path
     rate: float
     concurrency: int
+    send_processes: int
     min_score: int
     max_signals: int
     sections: tuple[str, ...]

@@ -300,6 +300,7 @@ def send(
             retry_failed=retry_failed,
             limit=limit,
             progress=progress,
+            make_sender=lambda: make_sender(app.settings),
             stop=stop,
         )
     if not dry_run and not report.already_sent:

@@ -19,22 +19,27 @@ happen here, with the row `queued`, so a kill during one loses nothing and dupli
 
 A lease in the database keeps a second process off the same dispatch. Worker threads only talk
 to the sender, one attempt each; every database write and every decision happens here, on the
-calling thread. After `error_threshold` hand-offs in a row fail for reasons not about any
+calling thread (of each process, when a large send is split over forked processes, each with
+its share of the rows: `_Run.split_loop`; each adds its one batch ready to the bound above).
+After `error_threshold` hand-offs in a row fail for reasons not about any
 recipient (a broken server, refused credentials), the run pauses and leaves the rest queued.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import signal
 import sqlite3
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime
 
+from newsletter.delivery import forks
 from newsletter.delivery.message import Message, check_recipient
 from newsletter.delivery.pacing import RetryPolicy, RunClock, TokenBucket
 from newsletter.delivery.resolve import (
@@ -66,7 +71,7 @@ from newsletter.errors import (
 from newsletter.models import Dispatch
 from newsletter.settings import Settings
 from newsletter.store import Store
-from newsletter.store.deliveries import Claim, Lease, Outcome, Pending, Unresolved
+from newsletter.store.deliveries import Claim, Lease, Outcome, Pending, Share, Unresolved
 from newsletter.store.dispatches import FROZEN
 from newsletter.weeks import Week
 
@@ -85,6 +90,10 @@ log = logging.getLogger(__name__)
 
 #: errors kept for the summary (the rest are counted, and `deliveries` lists them all)
 MAX_ERRORS = 1000
+#: a send is split over processes from this many rows on (NEWSLETTER_SEND_PROCESSES=0), over
+#: at most this many
+SPLIT_FROM = 2000
+AUTO_PROCESSES = 2
 
 
 @dataclass
@@ -254,6 +263,7 @@ def send_dispatch(
     stop: threading.Event | None = None,
     sleep: Callable[[float], None] | None = None,
     now: Callable[[], float] = time.time,
+    make_sender: Callable[[], Sender] | None = None,
 ) -> DeliveryReport:
     """Send the week's dispatch to every active subscriber not yet sent it, each the variant
     of the sections they chose; a paused reader, or one whose choices leave nothing this week,
@@ -262,7 +272,8 @@ def send_dispatch(
     Unknown rows from earlier runs are resolved first (the sender's record, or an idempotent
     repeat); `retry_unknown` then queues the rest again (which may duplicate them) and
     `retry_failed` the failed ones. `sleep` replaces the waits and `now` the calendar readers'
-    pauses are read against (tests).
+    pauses are read against (tests). `make_sender` makes another `sender` (its own connections):
+    given, a large send may be split over processes (`_Run.processes`).
     """
     report = DeliveryReport(str(week), dry_run=dry_run)
     dispatch = _checked_dispatch(
@@ -292,6 +303,7 @@ def send_dispatch(
         retry_failed=retry_failed,
         limit=limit,
         progress=progress,
+        make_sender=make_sender,
     )
     return report
 
@@ -338,6 +350,7 @@ def _leased_run(
     retry_failed: bool = False,
     limit: int | None = None,
     progress: ProgressCallback | None = None,
+    make_sender: Callable[[], Sender] | None = None,
 ) -> None:
     """One run under the dispatch's lease, released whatever happens."""
     lease = _lease(store, settings, dispatch)
@@ -347,7 +360,11 @@ def _leased_run(
         run.resolve_only = resolve_only
         run.today = now()
         run.prepare(retry_unknown=retry_unknown, retry_failed=retry_failed, limit=limit)
-        run.loop(limit=limit, progress=progress)
+        processes = run.processes(limit, make_sender)
+        if processes > 1 and make_sender is not None:
+            run.split_loop(processes, make_sender, progress)
+        else:
+            run.loop(limit=limit, progress=progress)
         run.finish()
     finally:
         store.deliveries.release_lease(lease)
@@ -439,6 +456,7 @@ class _Run:
         self.bounces: list[tuple[int, str]] = []
         self._seq = 0
         self.today = time.time()  # the calendar readers' pauses are read against
+        self.share: Share = None  # this process's rows when the send is split (`_split_loop`)
 
     # -- before the loop ----------------------------------------------------------------------
 
@@ -644,6 +662,122 @@ class _Run:
         if self.stop.is_set() and not report.paused and not report.unavailable:
             report.stopped = True
 
+    # -- a send split over processes ------------------------------------------------------------
+
+    def processes(self, limit: int | None, make_sender: Callable[[], Sender] | None) -> int:
+        """How many processes the loop is split over: one unless this is a large send of fresh
+        rows and each process can make its own sender (`make_sender`, the CLI's).
+
+        One interpreter lock bounds a send on one process: composing each reader's body and
+        the JSON of a batch is Python work. `NEWSLETTER_SEND_PROCESSES` 0 splits a send of
+        `SPLIT_FROM` rows or more over the cores (at most `AUTO_PROCESSES`).
+        """
+        settings = self.settings
+        wanted = settings.send_processes or min(AUTO_PROCESSES, os.cpu_count() or 1)
+        count = min(wanted, settings.concurrency)
+        enough = SPLIT_FROM if not settings.send_processes else count * 2 * self.sender.batch_size
+        if (
+            count < 2
+            or make_sender is None
+            or self.resolve_only
+            or limit is not None
+            or self.repeats
+            or self.splits
+            or self.report.total < enough
+            or not forks.supported()
+        ):
+            return 1
+        return count
+
+    def split_loop(
+        self, count: int, make_sender: Callable[[], Sender], progress: ProgressCallback | None
+    ) -> None:
+        """The loop in `count` forked processes, each on the rows whose id % count is its index,
+        with its share of the connections and of the rate, its own database connection and
+        sender; every claim and record is theirs. This one shows progress from the database,
+        passes a stop on, and adds up their reports."""
+        settings, report, dispatch_id = self.settings, self.report, self.dispatch.id
+        base = self.deliveries.counts(dispatch_id)
+        log.info("sending from %d processes", count)
+
+        def work(index: int) -> DeliveryReport:
+            connections = settings.concurrency // count + (index < settings.concurrency % count)
+            return self._share_loop((index, count), connections, make_sender)
+
+        children = forks.start(count, work)
+        forwarded = False
+        try:
+            while True:
+                try:
+                    if forks.wait(children, 0.5):
+                        break
+                except KeyboardInterrupt:
+                    log.warning("interrupted: finishing the messages in flight, sending no more")
+                    self.stop.set()
+                    report.stopped = True
+                if self.stop.is_set() and not forwarded:
+                    forks.signal_all(children, signal.SIGTERM)  # each finishes what is in flight
+                    forwarded = True
+                if progress:
+                    counts = self.deliveries.counts(dispatch_id)
+                    sent, failed = counts["sent"] - base["sent"], counts["failed"] - base["failed"]
+                    elapsed = time.perf_counter() - self.started
+                    progress(Progress(sent, failed, report.total, elapsed))
+        except BaseException:
+            # never leave them sending without us: the lease is released when this returns
+            forks.signal_all(children, signal.SIGTERM)
+            while not forks.wait(children, 0.5):
+                pass
+            raise
+        failures = [c.error for c in children if c.error is not None]
+        for child in children:
+            if child.result is not None:
+                self._merge(child.result)
+        if not failures:
+            return
+        # what a process that died had in flight: nobody else is sending (the lease is ours)
+        left = self.deliveries.sending_to_unknown(dispatch_id)
+        report.stopped = True
+        for error in failures:
+            if isinstance(error, StoreError):
+                raise error
+            text = f"{error}; {left} deliveries in flight then are unknown"
+            log.error("%s", text)
+            report.errors.append(text)
+
+    def _share_loop(
+        self, share: Share, connections: int, make_sender: Callable[[], Sender]
+    ) -> DeliveryReport:
+        """One process's part of a split send (in the forked process)."""
+        store = Store.open(self.store.path or "", migrate=False)  # never the parent's connection
+        rate = self.settings.rate / share[1] if share else self.settings.rate
+        settings = self.settings.replace(concurrency=connections, rate=rate)
+        report = DeliveryReport(self.report.week, total=self.report.total)
+        sender = make_sender()
+        try:
+            run = _Run(
+                store, settings, sender, self.dispatch, report, self.lease, self.stop, self.clock
+            )
+            run.started, run.today, run.share = self.started, self.today, share
+            run.variants = self.variants
+            self.variants.store = store
+            run.waiting, _ = store.deliveries.waiting(self.dispatch.id, share=share)
+            run.loop(limit=None, progress=None)
+        finally:
+            sender.close()
+        return report
+
+    def _merge(self, part: DeliveryReport) -> None:
+        report = self.report
+        report.sent += part.sent
+        report.failed += part.failed
+        report.failed_temporary += part.failed_temporary
+        report.bounced += part.bounced
+        report.errors += part.errors[: max(0, MAX_ERRORS - len(report.errors))]
+        report.stopped = report.stopped or part.stopped
+        report.paused = report.paused or part.paused
+        report.unavailable = report.unavailable or part.unavailable
+
     def _next_due(self) -> float | None:
         """When the next retry or repeat comes due, or None when nothing is left to wait for.
 
@@ -651,7 +785,7 @@ class _Run:
         """
         times = [r.due for r in self.repeats]
         if self.waiting and not self.resolve_only:
-            count, earliest = self.deliveries.waiting(self.dispatch.id)
+            count, earliest = self.deliveries.waiting(self.dispatch.id, share=self.share)
             self.waiting = count
             if earliest is not None:
                 times.append(earliest)
@@ -681,7 +815,7 @@ class _Run:
         if self.resolve_only:
             return None
         if self.waiting:
-            due = self.deliveries.due(self.dispatch.id, now, chunk)
+            due = self.deliveries.due(self.dispatch.id, now, chunk, share=self.share)
             if due:
                 handoff = self._claim(due)
                 self.waiting = max(0, self.waiting - len(due))
@@ -694,7 +828,7 @@ class _Run:
                 break
             if len(self.page) < want:
                 self.page += self.deliveries.fresh(
-                    self.dispatch.id, max(want, 200), after_id=self.after_id
+                    self.dispatch.id, max(want, 200), after_id=self.after_id, share=self.share
                 )
                 if self.page:
                     self.after_id = self.page[-1].delivery_id
@@ -761,15 +895,16 @@ class _Run:
                 return None
             key = batch_key([m for _, m in items])
             self.deliveries.rekey([r.delivery_id for r, _ in items], key, now=now)
-        claimed_rows = [
-            replace(
-                r,
-                message_id=m.message_id,
-                attempts=r.attempts + 1,
-                batch_key=key,
-                batch_since=r.batch_since if r.batch_key == key else now,
-                handed_at=now,
-                variant_id=variant_of[r.delivery_id],
+        claimed_rows = [  # as `replace` would, field by field: once a message
+            Pending(
+                r.delivery_id,
+                r.subscriber,
+                m.message_id,
+                r.attempts + 1,
+                key,
+                r.batch_since if r.batch_key == key else now,
+                now,
+                variant_of[r.delivery_id],
             )
             for r, m in items
         ]

@@ -17,7 +17,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from newsletter.models import Subscriber
+from newsletter.models import Subscriber, parse_sections_off
 from newsletter.store._rows import now_iso, one, rows
 
 if TYPE_CHECKING:
@@ -108,18 +108,36 @@ _PENDING = (
     " d.variant_id, s.id, s.email, s.name, s.status, s.token_nonce, s.sections_off,"
     " s.paused_until FROM deliveries d JOIN subscribers s ON s.id = d.subscriber_id"
 )
-_SUBSCRIBER = ("id", "email", "name", "status", "token_nonce", "sections_off", "paused_until")
+
+#: a run's share of the rows when a send is split over processes: (index, count), the rows whose
+#: id % count == index; None: every row
+Share = tuple[int, int] | None
+
+
+_WAITING = (
+    "SELECT count(*), min(d.retry_at) FROM deliveries d JOIN subscribers s"
+    " ON s.id = d.subscriber_id WHERE d.dispatch_id = ? AND d.retry_at IS NOT NULL"
+    " AND d.status = 'queued' AND s.status = 'active'"
+)
+
+
+def _share(share: Share) -> tuple[str, list[int]]:
+    if share is None:
+        return "", []
+    return " AND d.id % ? = ?", [share[1], share[0]]
 
 
 def _pending(found: Iterable[tuple[Any, ...]]) -> list[Pending]:
-    """The reader comes whole (their links' nonce, their sections, their pause)."""
+    """The reader comes whole (their links' nonce, their sections, their pause). Built field by
+    field, not through `Subscriber.from_row`: this runs once a message of a send."""
     return [
         Pending(
             row[0],
-            Subscriber.from_row(dict(zip(_SUBSCRIBER, row[7:], strict=True))),
+            Subscriber(sid, email, name, status, nonce or "", parse_sections_off(off), paused),
             *row[1:7],
         )
         for row in found
+        for sid, email, name, status, nonce, off, paused in (row[7:],)
     ]
 
 
@@ -177,36 +195,38 @@ class Deliveries:
             )
         return len(ids)
 
-    def fresh(self, dispatch_id: int, limit: int, *, after_id: int = 0) -> list[Pending]:
+    def fresh(
+        self, dispatch_id: int, limit: int, *, after_id: int = 0, share: Share = None
+    ) -> list[Pending]:
         """Queued rows not waiting for a retry, subscriber still active, in id order."""
+        where, params = _share(share)
         return _pending(
             self.db.execute(
                 _PENDING + " WHERE d.dispatch_id = ? AND d.status = 'queued'"
                 " AND d.retry_at IS NULL AND d.id > ? AND s.status = 'active'"
-                " ORDER BY d.id LIMIT ?",
-                [dispatch_id, after_id, limit],
+                f"{where} ORDER BY d.id LIMIT ?",
+                [dispatch_id, after_id, *params, limit],
             ).fetchall()
         )
 
-    def due(self, dispatch_id: int, now: float, limit: int) -> list[Pending]:
+    def due(
+        self, dispatch_id: int, now: float, limit: int, *, share: Share = None
+    ) -> list[Pending]:
         """Queued rows whose retry time has come, the longest waiting first."""
+        where, params = _share(share)
         return _pending(
             self.db.execute(
                 _PENDING + " WHERE d.dispatch_id = ? AND d.retry_at IS NOT NULL"
                 " AND d.retry_at <= ? AND d.status = 'queued' AND s.status = 'active'"
-                " ORDER BY d.retry_at, d.id LIMIT ?",
-                [dispatch_id, now, limit],
+                f"{where} ORDER BY d.retry_at, d.id LIMIT ?",
+                [dispatch_id, now, *params, limit],
             ).fetchall()
         )
 
-    def waiting(self, dispatch_id: int) -> tuple[int, float | None]:
+    def waiting(self, dispatch_id: int, *, share: Share = None) -> tuple[int, float | None]:
         """How many queued rows wait for a retry, and the earliest time one is due."""
-        count, earliest = self.db.execute(
-            "SELECT count(*), min(d.retry_at) FROM deliveries d JOIN subscribers s"
-            " ON s.id = d.subscriber_id WHERE d.dispatch_id = ? AND d.retry_at IS NOT NULL"
-            " AND d.status = 'queued' AND s.status = 'active'",
-            [dispatch_id],
-        ).fetchone()
+        where, params = _share(share)
+        count, earliest = self.db.execute(_WAITING + where, [dispatch_id, *params]).fetchone()
         return int(count), earliest
 
     def unknown(self, dispatch_id: int) -> list[Pending]:

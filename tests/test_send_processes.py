@@ -1,0 +1,179 @@
+"""A send split over processes (NEWSLETTER_SEND_PROCESSES): real `newsletter send` runs against
+the Resend batch API stub on 127.0.0.1, run whole, stopped with SIGTERM, killed with SIGKILL,
+and with one of its worker processes killed. Per recipient, what the stub accepted against what
+`deliveries` records: everyone once, and nothing left `sending` by a run that has ended.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
+from provider_stubs import Resend, StubServer
+from test_send_kill import _by_status, _counts, _kill, _run, _start, _wait_for
+from test_send_support import WEEK, add_subscribers, ready_week
+
+from newsletter.delivery import forks
+from newsletter.settings import Settings
+from newsletter.store import Store
+
+pytestmark = pytest.mark.skipif(not forks.supported(), reason="forked send processes: Linux")
+
+READERS = 600
+#: 30 batches of 20, two processes with one connection each
+SPLIT = {"NEWSLETTER_SEND_PROCESSES": "2", "NEWSLETTER_BATCH_SIZE": "20"}
+
+
+def _children(pid: int) -> list[int]:
+    path = Path(f"/proc/{pid}/task/{pid}/children")
+    return [int(p) for p in path.read_text().split()] if path.exists() else []
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return state != "Z"
+
+
+def _sent_once(stub: Resend, emails: list[str]) -> None:
+    got = stub.recipients()
+    assert set(got) == set(emails), "someone was missed"
+    assert max(got.values()) == 1, "someone got two copies"
+
+
+def test_a_split_send_reaches_everyone_once_from_two_processes(
+    store: Store, settings: Settings, env: dict[str, str]
+) -> None:
+    ready_week(store, settings)
+    emails = add_subscribers(store, READERS)
+    stub = Resend()
+    with StubServer(stub) as server:
+        done = _run(env, {**server.env(), **SPLIT})
+    assert done.returncode == 0, done.stderr
+    assert "sending from 2 processes" in done.stderr
+    assert f"{READERS} sent, 0 failed" in done.stdout
+    _sent_once(stub, emails)
+    assert _counts(store)["sent"] == READERS
+    # each process took its own rows (delivery id % 2): a batch never mixes the two shares
+    dispatch_id = store.dispatches.get(str(WEEK))["id"]
+    delivery = dict(
+        store.db.execute(
+            "SELECT s.email, d.id FROM deliveries d JOIN subscribers s ON s.id = d.subscriber_id"
+            " WHERE d.dispatch_id = ?",
+            [dispatch_id],
+        ).fetchall()
+    )
+    shares = {frozenset(delivery[a.recipient] % 2 for a in batch) for batch in _batches(stub)}
+    assert shares == {frozenset({0}), frozenset({1})}
+
+
+def _batches(stub: Resend) -> list[list]:
+    """The accepted emails, grouped by the request that carried them."""
+    by_id = {a.message_id: a for a in stub.accepted}
+    return [
+        [by_id[e["headers"]["Message-ID"]] for e in request.json()]
+        for request in stub.requests
+        if request.method == "POST" and request.path == "/emails/batch"
+    ]
+
+
+def test_a_kill_of_a_split_send_stops_every_process_and_the_next_run_repeats_the_same_requests(
+    store: Store, settings: Settings, env: dict[str, str]
+) -> None:
+    ready_week(store, settings)
+    emails = add_subscribers(store, READERS)
+    stub = Resend()
+    stub.delay = 0.1
+    with StubServer(stub) as server:
+        first = _start(env, {**server.env(), **SPLIT})
+        _wait_for(lambda: len(_children(first.pid)) == 2)
+        workers = _children(first.pid)
+        _wait_for(lambda: len(stub.accepted) >= 100)
+        _kill(first)
+        _wait_for(lambda: not any(_alive(pid) for pid in workers), timeout=10)
+        settled = len(stub.requests)
+        time.sleep(0.5)
+        assert len(stub.requests) == settled, "a worker went on sending after its parent died"
+        assert len(stub.accepted) < READERS, "the run finished before it could be killed"
+        # in flight at the kill: each process's window, its connection and one batch ready
+        assert 0 < _counts(store)["sending"] <= 2 * 2 * 20
+
+        second = _run(env, {**server.env(), **SPLIT})
+    assert second.returncode == 0, second.stderr
+    assert "repeated under their idempotency key" in second.stdout
+    _sent_once(stub, emails)
+    counts = _counts(store)
+    assert counts["sent"] == READERS and counts["sending"] == counts["unknown"] == 0
+
+
+def test_sigterm_to_a_split_send_finishes_what_is_in_flight_and_leaves_the_rest_queued(
+    store: Store, settings: Settings, env: dict[str, str]
+) -> None:
+    ready_week(store, settings)
+    emails = add_subscribers(store, READERS)
+    stub = Resend()
+    stub.delay = 0.1
+    with StubServer(stub) as server:
+        first = _start(env, {**server.env(), **SPLIT})
+        _wait_for(lambda: len(stub.accepted) >= 100)
+        first.send_signal(signal.SIGTERM)
+        _, err = first.communicate(timeout=60)
+        assert first.returncode == 3, err  # partly sent
+        counts = _counts(store)
+        assert counts["sending"] == counts["unknown"] == 0
+        assert counts["sent"] == len(stub.accepted) < READERS
+        assert counts["sent"] + counts["queued"] == READERS
+        assert set(stub.recipients()) == _by_status(store, "sent")
+
+        second = _run(env, {**server.env(), **SPLIT})
+    assert second.returncode == 0, second.stderr
+    _sent_once(stub, emails)
+
+
+def test_a_worker_process_that_dies_is_reported_and_its_rows_in_flight_are_unknown(
+    store: Store, settings: Settings, env: dict[str, str]
+) -> None:
+    ready_week(store, settings)
+    emails = add_subscribers(store, READERS)
+    stub = Resend()
+    stub.delay = 0.1
+    with StubServer(stub) as server:
+        first = _start(env, {**server.env(), **SPLIT})
+        _wait_for(lambda: len(_children(first.pid)) == 2)
+        _wait_for(lambda: len(stub.accepted) >= 60)
+        os.kill(_children(first.pid)[0], signal.SIGKILL)
+        _, err = first.communicate(timeout=60)
+        assert first.returncode == 3, err
+        assert "ended with no report (killed by signal 9)" in err
+        counts = _counts(store)
+        assert counts["sending"] == 0 and 0 < counts["unknown"] <= 2 * 20
+        # the other process went on to the end of its half
+        assert counts["sent"] + counts["unknown"] + counts["queued"] == READERS
+        assert len(stub.accepted) >= READERS // 2
+
+        second = _run(env, {**server.env(), **SPLIT})
+    assert second.returncode == 0, second.stderr
+    _sent_once(stub, emails)
+
+
+def test_forked_workers_hand_back_results_and_errors() -> None:
+    def work(index: int) -> dict[str, int]:
+        if index == 1:
+            raise ValueError("the second one fails")
+        if index == 2:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return {"index": index, "pid": os.getpid()}
+
+    children = forks.start(3, work)
+    deadline = time.monotonic() + 30
+    while not forks.wait(children, 0.2):
+        assert time.monotonic() < deadline
+    first, second, third = children
+    assert first.result["index"] == 0 and first.result["pid"] != os.getpid()
+    assert isinstance(second.error, ValueError) and "second one" in str(second.error)
+    assert "killed by signal 9" in str(third.error)
