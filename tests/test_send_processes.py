@@ -60,12 +60,13 @@ def test_a_split_send_reaches_everyone_once_from_two_processes(
     _sent_once(stub, emails)
     assert _counts(store)["sent"] == READERS
     # each process took its own rows (delivery id % 2): a batch never mixes the two shares
-    dispatch_id = store.dispatches.get(str(WEEK))["id"]
+    dispatch = store.dispatches.get(str(WEEK))
+    assert dispatch is not None
     delivery = dict(
         store.db.execute(
             "SELECT s.email, d.id FROM deliveries d JOIN subscribers s ON s.id = d.subscriber_id"
             " WHERE d.dispatch_id = ?",
-            [dispatch_id],
+            [dispatch["id"]],
         ).fetchall()
     )
     shares = {frozenset(delivery[a.recipient] % 2 for a in batch) for batch in _batches(stub)}
