@@ -18,10 +18,12 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import hmac
 import re
 import secrets
 import time
+from functools import lru_cache
 from typing import NamedTuple
 
 #: longer than any token we make (~45 characters): refuse before decoding anything
@@ -63,7 +65,14 @@ def _unb64(text: str) -> bytes | None:
 
 
 def _mac(secret: str, message: str) -> bytes:
-    return hmac.digest(secret.encode(), message.encode(), "sha256")[:_MAC_BYTES]  # C one-shot
+    mac = _keyed(secret).copy()  # a copy of the keyed state: OpenSSL 3 looks the hash up anew
+    mac.update(message.encode())  # for every one-shot `hmac.digest`, three times a message
+    return mac.digest()[:_MAC_BYTES]
+
+
+@lru_cache(maxsize=8)
+def _keyed(secret: str) -> hmac.HMAC:
+    return hmac.new(secret.encode(), digestmod=hashlib.sha256)
 
 
 def _signed(purpose: str, body: str, nonce: str) -> str:

@@ -103,6 +103,7 @@ def run_weekly(
             force_unapproved=dry_run,
             progress=progress,
             stop=stop,
+            make_sender=make_sender,
         )
     if dry_run:
         report.outcome = "dry-run"

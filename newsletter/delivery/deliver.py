@@ -27,6 +27,7 @@ recipient (a broken server, refused credentials), the run pauses and leaves the 
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import signal
@@ -749,6 +750,7 @@ class _Run:
         self, share: Share, connections: int, make_sender: Callable[[], Sender]
     ) -> DeliveryReport:
         """One process's part of a split send (in the forked process)."""
+        gc.freeze()  # what the fork inherited (templates, modules) is never scanned again
         store = Store.open(self.store.path or "", migrate=False)  # never the parent's connection
         rate = self.settings.rate / share[1] if share else self.settings.rate
         settings = self.settings.replace(concurrency=connections, rate=rate)

@@ -87,17 +87,16 @@ class Message:
     ) -> Message:
         """A message whose bodies are the prebuilt ones, filled on first read."""
         self = object.__new__(cls)
-        for name, value in (
-            ("from_addr", from_addr),
-            ("to_addr", to_addr),
-            ("to_name", to_name),
-            ("subject", subject),
-            ("message_id", message_id),
-            ("headers", headers),
-            ("tag", tag),
-            ("prebuilt", prebuilt),
-        ):
-            object.__setattr__(self, name, value)
+        self.__dict__.update(  # what a frozen dataclass's __init__ does, field by field
+            from_addr=from_addr,
+            to_addr=to_addr,
+            to_name=to_name,
+            subject=subject,
+            message_id=message_id,
+            headers=headers,
+            tag=tag,
+            prebuilt=prebuilt,
+        )
         self.__post_init__()
         return self
 

@@ -47,7 +47,7 @@ class Store:
         self.signals = Signals(db)
         self.dispatches = Dispatches(db)
         self.subscribers = Subscribers(db)
-        self.deliveries = Deliveries(db)
+        self.deliveries = Deliveries(db, self.subscribers.writing)
         self.notices = Notices(db)
         self.events = Events(db)
         self.drafts = Drafts(db)

@@ -13,7 +13,8 @@ from __future__ import annotations
 import os
 import socket
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -142,8 +143,14 @@ def _pending(found: Iterable[tuple[Any, ...]]) -> list[Pending]:
 
 
 class Deliveries:
-    def __init__(self, db: Database) -> None:
+    def __init__(
+        self, db: Database, writing: Callable[[], AbstractContextManager[None]] | None = None
+    ) -> None:
         self.db = db
+        # a claim or a record takes its turn among the writers (the processes of a split send,
+        # the web service's workers) through a lock that wakes the next at once, not SQLite's
+        # busy handler, which sleeps
+        self._writing = writing or self.db.atomic
 
     def queue(self, dispatch_id: int) -> int:
         """Queue a delivery for each active subscriber not yet queued; return how many."""
@@ -272,7 +279,7 @@ class Deliveries:
             )
             for c in claims
         ]
-        with self.db.atomic():
+        with self._writing():
             cursor = self.db.conn.executemany(
                 "UPDATE deliveries SET status = 'sending', attempts = attempts + 1,"
                 " batch_since = CASE WHEN batch_key IS ? THEN batch_since ELSE ? END,"
@@ -314,7 +321,7 @@ class Deliveries:
     def record(self, outcomes: Iterable[Outcome]) -> None:
         """Write what the sender answered, in one commit."""
         now = now_iso()
-        with self.db.atomic():
+        with self._writing():
             self.db.conn.executemany(
                 "UPDATE deliveries SET status = ?,"
                 " provider_message_id = coalesce(?, provider_message_id), last_error = ?,"
