@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 import time
 from pathlib import Path
 
@@ -178,3 +179,29 @@ def test_forked_workers_hand_back_results_and_errors() -> None:
     assert first.result["index"] == 0 and first.result["pid"] != os.getpid()
     assert isinstance(second.error, ValueError) and "second one" in str(second.error)
     assert "killed by signal 9" in str(third.error)
+
+
+def test_a_send_is_split_only_when_it_is_large_and_each_process_can_make_its_sender(
+    store: Store, settings: Settings
+) -> None:
+    from newsletter.delivery.deliver import SPLIT_FROM, DeliveryReport, _Run
+    from newsletter.delivery.pacing import RunClock
+    from newsletter.delivery.senders.memory import MemorySender
+    from newsletter.store.deliveries import Lease
+
+    def processes(total: int, *, split: int = 0, limit: int | None = None, factory=True) -> int:
+        tuned = settings.replace(send_processes=split, concurrency=4)
+        sender = MemorySender(batch_size=100)
+        report = DeliveryReport(str(WEEK), total=total)
+        stop = threading.Event()
+        run = _Run(store, tuned, sender, None, report, Lease(1, "h", "x", 1), stop, RunClock(stop))  # type: ignore[arg-type]
+        return run.processes(limit, (lambda: sender) if factory else None)
+
+    cores = min(2, os.cpu_count() or 1)
+    assert processes(SPLIT_FROM) == cores and processes(SPLIT_FROM - 1) == 1
+    assert processes(SPLIT_FROM * 10, factory=False) == 1  # a caller's own sender object
+    assert processes(SPLIT_FROM * 10, limit=500) == 1  # --limit: one process counts exactly
+    assert processes(SPLIT_FROM * 10, split=1) == 1
+    # asked for: from two batches a process; never more processes than connections
+    assert processes(400, split=2) == 2 and processes(399, split=2) == 1
+    assert processes(SPLIT_FROM * 10, split=8) == 4

@@ -45,15 +45,21 @@ def start(count: int, work: Callable[[int], Any]) -> list[Child]:
     Called with no other thread running (a fork copies only the calling thread).
     """
     parent = os.getpid()
-    children = []
-    for index in range(count):
-        read, write = os.pipe()
-        pid = os.fork()
-        if pid == 0:
-            os.close(read)
-            _run_child(parent, index, work, write)  # never returns
-        os.close(write)
-        children.append(Child(index, pid, read))
+    children: list[Child] = []
+    try:
+        for index in range(count):
+            read, write = os.pipe()
+            pid = os.fork()
+            if pid == 0:
+                os.close(read)
+                _run_child(parent, index, work, write)  # never returns
+            os.close(write)
+            children.append(Child(index, pid, read))
+    except BaseException:  # no fork (EAGAIN, ENOMEM): stop those already working, then say so
+        signal_all(children, signal.SIGTERM)
+        while not wait(children, 0.5):
+            pass
+        raise
     return children
 
 
