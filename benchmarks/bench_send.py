@@ -381,6 +381,18 @@ def run() -> str:
             },
         )
         _note(f"send, API: {api:.0f} msg/s, peak {peak_api:.0f} MB")
+        api_one, _, _ = _send(
+            ready,
+            folder,
+            "api-one",
+            {
+                "NEWSLETTER_SENDER": "resend",
+                "RESEND_API_KEY": "bench-key",
+                "NEWSLETTER_RESEND_API_URL": f"http://127.0.0.1:{stub_port}",
+                "NEWSLETTER_SEND_PROCESSES": "1",
+            },
+        )
+        _note(f"send, API, one process: {api_one:.0f} msg/s")
         peak = max(peak_plain, peak_dkim, peak_api)
     finally:
         for proc in (sink, stub):
@@ -407,10 +419,16 @@ def run() -> str:
         ),
         ("raw batch API client (ceiling)", api_raw, "1.00", ""),
         (
-            f"`send`, batch API (Resend shape, {API_BATCH} a call)",
+            f"`send`, batch API (Resend shape, {API_BATCH} a call; 2 processes, the default)",
             api,
             f"{api / api_raw:.2f}",
-            f"≥ 0.80 {mark(api / api_raw >= 0.8)}",
+            f"≥ 0.90 {mark(api / api_raw >= 0.9)}",
+        ),
+        (
+            "`send`, batch API, one process (NEWSLETTER_SEND_PROCESSES=1)",
+            api_one,
+            f"{api_one / api_raw:.2f}",
+            "",
         ),
         (
             f"naive: full render + new connection per message ({NAIVE_N} messages)",
@@ -423,7 +441,8 @@ def run() -> str:
     return f"""## {title}
 
 {N:,} subscribers, {len(data) / 1024:.0f} KB messages, {CONNECTIONS} connections, sink and stub
-on 127.0.0.1 in processes of their own; `send` is the real CLI in a subprocess. The raw SMTP
+on 127.0.0.1 in processes of their own; `send` is the real CLI in a subprocess (split over
+two processes, each with half of the connections: the default from 2,000 readers). The raw SMTP
 ceiling (smtplib sending one pre-built message over {CONNECTIONS} reused connections, {RAW_N:,}
 messages, measured before and after the sends: {raw_before:.0f} and {raw_after:.0f} msg/s) and
 the raw API ceiling (the same httpx client posting one pre-built {API_BATCH}-message batch) are

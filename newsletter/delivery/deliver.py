@@ -751,10 +751,12 @@ class _Run:
     ) -> DeliveryReport:
         """One process's part of a split send (in the forked process)."""
         gc.freeze()  # what the fork inherited (templates, modules) is never scanned again
+        # a stop passed on finishes what is in flight, whoever called `send_dispatch`
+        signal.signal(signal.SIGTERM, lambda *_: self.stop.set())
         store = Store.open(self.store.path or "", migrate=False)  # never the parent's connection
         rate = self.settings.rate / share[1] if share else self.settings.rate
         settings = self.settings.replace(concurrency=connections, rate=rate)
-        report = DeliveryReport(self.report.week, total=self.report.total)
+        report = DeliveryReport(self.report.week)  # what this process adds (a skip: total - 1)
         sender = make_sender()
         try:
             run = _Run(
@@ -770,7 +772,8 @@ class _Run:
         return report
 
     def _merge(self, part: DeliveryReport) -> None:
-        report = self.report
+        report, resolution, more = self.report, self.report.resolution, part.resolution
+        report.total += part.total
         report.sent += part.sent
         report.failed += part.failed
         report.failed_temporary += part.failed_temporary
@@ -779,6 +782,11 @@ class _Run:
         report.stopped = report.stopped or part.stopped
         report.paused = report.paused or part.paused
         report.unavailable = report.unavailable or part.unavailable
+        resolution.accepted += more.accepted
+        resolution.never_arrived += more.never_arrived
+        resolution.repeated += more.repeated
+        resolution.left += more.left
+        resolution.why = resolution.why or more.why
 
     def _next_due(self) -> float | None:
         """When the next retry or repeat comes due, or None when nothing is left to wait for.
