@@ -41,6 +41,15 @@ def _alive(pid: int) -> bool:
     return state != "Z"
 
 
+def _readers(store: Store, settings: Settings, *, delay: float = 0.0) -> tuple[list[str], Resend]:
+    """The sample week ready, READERS readers, and a Resend stub taking `delay` a request."""
+    ready_week(store, settings)
+    emails = add_subscribers(store, READERS)
+    stub = Resend()
+    stub.delay = delay
+    return emails, stub
+
+
 def _sent_once(stub: Resend, emails: list[str]) -> None:
     got = stub.recipients()
     assert set(got) == set(emails), "someone was missed"
@@ -50,9 +59,7 @@ def _sent_once(stub: Resend, emails: list[str]) -> None:
 def test_a_split_send_reaches_everyone_once_from_two_processes(
     store: Store, settings: Settings, env: dict[str, str]
 ) -> None:
-    ready_week(store, settings)
-    emails = add_subscribers(store, READERS)
-    stub = Resend()
+    emails, stub = _readers(store, settings)
     with StubServer(stub) as server:
         done = _run(env, {**server.env(), **SPLIT})
     assert done.returncode == 0, done.stderr
@@ -87,10 +94,7 @@ def _batches(stub: Resend) -> list[list]:
 def test_a_kill_of_a_split_send_stops_every_process_and_the_next_run_repeats_the_same_requests(
     store: Store, settings: Settings, env: dict[str, str]
 ) -> None:
-    ready_week(store, settings)
-    emails = add_subscribers(store, READERS)
-    stub = Resend()
-    stub.delay = 0.1
+    emails, stub = _readers(store, settings, delay=0.1)
     with StubServer(stub) as server:
         first = _start(env, {**server.env(), **SPLIT})
         _wait_for(lambda: len(_children(first.pid)) == 2)
@@ -116,10 +120,7 @@ def test_a_kill_of_a_split_send_stops_every_process_and_the_next_run_repeats_the
 def test_sigterm_to_a_split_send_finishes_what_is_in_flight_and_leaves_the_rest_queued(
     store: Store, settings: Settings, env: dict[str, str]
 ) -> None:
-    ready_week(store, settings)
-    emails = add_subscribers(store, READERS)
-    stub = Resend()
-    stub.delay = 0.1
+    emails, stub = _readers(store, settings, delay=0.1)
     with StubServer(stub) as server:
         first = _start(env, {**server.env(), **SPLIT})
         _wait_for(lambda: len(stub.accepted) >= 100)
@@ -140,10 +141,7 @@ def test_sigterm_to_a_split_send_finishes_what_is_in_flight_and_leaves_the_rest_
 def test_a_worker_process_that_dies_is_reported_and_its_rows_in_flight_are_unknown(
     store: Store, settings: Settings, env: dict[str, str]
 ) -> None:
-    ready_week(store, settings)
-    emails = add_subscribers(store, READERS)
-    stub = Resend()
-    stub.delay = 0.1
+    emails, stub = _readers(store, settings, delay=0.1)
     with StubServer(stub) as server:
         first = _start(env, {**server.env(), **SPLIT})
         _wait_for(lambda: len(_children(first.pid)) == 2)
