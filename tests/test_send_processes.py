@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from provider_stubs import Resend, StubServer
 from test_send_kill import _by_status, _counts, _kill, _run, _start, _wait_for
-from test_send_support import WEEK, add_subscribers, ready_week
+from test_send_support import WEEK, Sink, SmtpServer, add_subscribers, ready_week
 
 from newsletter.delivery import forks
 from newsletter.settings import Settings
@@ -79,6 +79,32 @@ def test_a_split_send_reaches_everyone_once_from_two_processes(
     )
     shares = {frozenset(delivery[a.recipient] % 2 for a in batch) for batch in _batches(stub)}
     assert shares == {frozenset({0}), frozenset({1})}
+
+
+def test_a_split_smtp_send_is_killed_and_resumed_without_anyone_getting_two_copies(
+    store: Store, settings: Settings, env: dict[str, str]
+) -> None:
+    """SMTP cannot be asked what it took: what was in flight at the kill stays unknown."""
+    ready_week(store, settings)
+    emails = add_subscribers(store, 300)
+    sink = Sink(delay=0.004)
+    split = {"NEWSLETTER_SEND_PROCESSES": "2"}
+    with SmtpServer(sink) as server:
+        first = _start(env, {**server.env(), **split})
+        _wait_for(lambda: len(_children(first.pid)) == 2)
+        _wait_for(lambda: len(sink.received) >= 60)
+        _kill(first)
+        assert len(sink.received) < 300, "the run finished before it could be killed"
+        # in flight: each process's window, 2 x its one connection (one message ready behind)
+        assert 0 < _counts(store)["sending"] <= 2 * 2
+        second = _run(env, {**server.env(), **split})
+    assert second.returncode == 3, second.stderr  # the unknown ones are for the operator
+    got = sink.recipients()
+    unknown = _by_status(store, "unknown")
+    assert max(got.values()) == 1, "someone got two copies"
+    assert set(got) | unknown == set(emails) and len(unknown) <= 4
+    counts = _counts(store)
+    assert counts["sent"] + counts["unknown"] == 300 and counts["sending"] == 0
 
 
 def _batches(stub: Resend) -> list[list]:
