@@ -10,17 +10,20 @@ server in the middle of the load to measure what a kill loses.
 from __future__ import annotations
 
 import os
-import re
-import shutil
 import signal
 import sqlite3
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.bench_signup import SERVER_THREADS, start_server
+from benchmarks.bench_signup import (
+    SERVER_THREADS,
+    WRK_DONE,
+    start_server,
+    with_wrk,
+    wrk_result,
+)
 
 title = "Click redirects"
 
@@ -45,20 +48,11 @@ function request()
   n = n + 1
   return wrk.format("GET", PATHS[(n %% #PATHS) + 1], {["User-Agent"] = "%s"})
 end
-function done(summary, latency, requests)
-  local e = summary.errors
-  io.write(string.format("RESULT %%d %%d %%d %%d %%d %%d\\n", summary.requests, summary.duration,
-    e.status, e.connect + e.read + e.write + e.timeout, latency:percentile(50),
-    latency:percentile(99)))
-end
 """
 
 
 def run() -> str:
-    if shutil.which("wrk") is None:
-        return f"## {title}\n\nNot measured: `wrk` is not installed (`apt-get install wrk`).\n"
-    with tempfile.TemporaryDirectory() as tmp:
-        return _measure(Path(tmp))
+    return with_wrk(title, _measure)
 
 
 def _wrk(
@@ -73,14 +67,6 @@ def _wrk(
         stderr=subprocess.PIPE,
         text=True,
     )
-
-
-def _result(out: str) -> tuple[int, float, int, int, float, float]:
-    found = re.search(r"RESULT (\d+) (\d+) (\d+) (\d+) (\d+) (\d+)", out)
-    if not found:
-        raise RuntimeError(f"wrk gave no result:\n{out}")
-    requests, duration_us, bad, errors, p50, p99 = map(int, found.groups())
-    return requests, duration_us / 1e6, bad, errors, p50 / 1000, p99 / 1000
 
 
 def _stored(db: Path) -> tuple[int, int, int]:
@@ -120,7 +106,7 @@ def _measure(tmp: Path) -> str:
     conn.close()
     script = tmp / "clicks.lua"
     paths = ", ".join(f'"/r/{key}"' for key in keys)
-    script.write_text(f"PATHS = {{{paths}}}\n" + LUA % BROWSER)
+    script.write_text(f"PATHS = {{{paths}}}\n" + LUA % BROWSER + WRK_DONE)
     paced_script = tmp / "paced.lua"
     paced_script.write_text(script.read_text() + PACE % PACED_DELAY_MS)
 
@@ -137,8 +123,8 @@ def _measure(tmp: Path) -> str:
     finally:
         server.send_signal(signal.SIGTERM)  # workers write their clicks, the parent classifies
         server.wait(120)
-    requests, seconds, bad, errors, p50, p99 = _result(out)
-    p_requests, p_seconds, p_bad, p_errors, p_p50, p_p99 = _result(paced_out)
+    requests, seconds, bad, errors, p50, p99 = wrk_result(out)
+    p_requests, p_seconds, p_bad, p_errors, p_p50, p_p99 = wrk_result(paced_out)
     requests += p_requests  # both runs' clicks are in the database
     stored, human, queued = _stored(tmp / "bench.db")
 
@@ -151,7 +137,7 @@ def _measure(tmp: Path) -> str:
     _kill_tree(killed_server.pid)
     killed_out, _ = wrk.communicate(timeout=60)
     killed_server.wait(30)
-    killed_requests = _result(killed_out)[0]
+    killed_requests = wrk_result(killed_out)[0]
     killed_stored = sum(_stored(tmp / "bench.db")[::2])
 
     rps = (requests - p_requests) / seconds

@@ -47,6 +47,11 @@ function request()
     .. TOKEN
   return wrk.format("POST", "/subscribe", HEADERS, body)
 end
+"""
+
+
+#: wrk's summary as one line for `wrk_result`, appended to each benchmark's Lua script
+WRK_DONE = """\
 function done(summary, latency, requests)
   local e = summary.errors
   io.write(string.format("RESULT %d %d %d %d %d %d\\n", summary.requests, summary.duration,
@@ -56,11 +61,25 @@ end
 """
 
 
-def run() -> str:
+def wrk_result(out: str) -> tuple[int, float, int, int, float, float]:
+    """(requests, seconds, non-2xx answers, socket errors, p50 ms, p99 ms) of a wrk run."""
+    found = re.search(r"RESULT (\d+) (\d+) (\d+) (\d+) (\d+) (\d+)", out)
+    if not found:
+        raise RuntimeError(f"wrk gave no result:\n{out}")
+    requests, duration_us, bad, errors, p50, p99 = map(int, found.groups())
+    return requests, duration_us / 1e6, bad, errors, p50 / 1000, p99 / 1000
+
+
+def with_wrk(section: str, measure: Callable[[Path], str]) -> str:
+    """`measure(a temporary folder)`, or a section saying why it was not measured."""
     if shutil.which("wrk") is None:
-        return f"## {title}\n\nNot measured: `wrk` is not installed (`apt-get install wrk`).\n"
+        return f"## {section}\n\nNot measured: `wrk` is not installed (`apt-get install wrk`).\n"
     with tempfile.TemporaryDirectory() as tmp:
-        return _measure(Path(tmp))
+        return measure(Path(tmp))
+
+
+def run() -> str:
+    return with_wrk(title, _measure)
 
 
 def _measure(tmp: Path) -> str:
@@ -83,7 +102,7 @@ def _measure(tmp: Path) -> str:
         script.write_text(
             f'TOKEN = "{token.group(1)}"\n'
             "HEADERS = {['Content-Type'] = 'application/x-www-form-urlencoded', "
-            f"['Cookie'] = 'nl_csrf={cookie}'}}\n" + LUA
+            f"['Cookie'] = 'nl_csrf={cookie}'}}\n" + LUA + WRK_DONE
         )
         wrk = subprocess.run(
             ["wrk", f"-t{THREADS}", f"-c{CONNECTIONS}", f"-d{DURATION_S}s", "-s", str(script), url],
@@ -95,17 +114,15 @@ def _measure(tmp: Path) -> str:
     finally:
         server.send_signal(signal.SIGTERM)  # workers finish their queued mails first
         server.wait(120)
-    result = re.search(r"RESULT (\d+) (\d+) (\d+) (\d+) (\d+) (\d+)", wrk.stdout)
-    if not result:
-        raise RuntimeError(f"wrk gave no result:\n{wrk.stdout}\n{wrk.stderr}")
-    requests, duration_us, bad_status, socket_errors, p50_us, p99_us = map(int, result.groups())
+    requests, seconds, bad_status, socket_errors, p50_ms, p99_ms = wrk_result(
+        wrk.stdout + wrk.stderr
+    )
     accepted = requests - bad_status + paced.ok
     conn = sqlite3.connect(tmp / "bench.db")
     stored = conn.execute("SELECT count(*) FROM subscribers WHERE status = 'pending'").fetchone()[0]
     conn.close()
     mails = sum(1 for _ in (tmp / "outbox").rglob("*.eml"))
-    rps = requests / (duration_us / 1e6)
-    p99_ms, p50_ms = p99_us / 1000, p50_us / 1000
+    rps = requests / seconds
     ok = "yes" if paced.rps >= TARGET_RPS * 0.98 and paced.p99_ms < TARGET_P99_MS else "**no**"
     return f"""## {title}
 

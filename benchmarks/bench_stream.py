@@ -9,10 +9,8 @@ import http.client
 import os
 import re
 import resource
-import shutil
 import signal
 import subprocess
-import tempfile
 import threading
 import time
 from datetime import UTC, datetime, timedelta
@@ -22,7 +20,16 @@ import httpx
 
 from benchmarks.bench_signup import TARGET_P99_MS as SIGNUP_P99_MS
 from benchmarks.bench_signup import TARGET_RPS as SIGNUP_RPS
-from benchmarks.bench_signup import Paced, _paced, _wait_for, paced_load, start_server
+from benchmarks.bench_signup import (
+    WRK_DONE,
+    Paced,
+    _paced,
+    _wait_for,
+    paced_load,
+    start_server,
+    with_wrk,
+    wrk_result,
+)
 
 title = "Signal stream"
 
@@ -39,13 +46,7 @@ LUA = """
 local n = 0
 function request()
   n = n + 1
-  return wrk.format("GET", PATHS[(n %% #PATHS) + 1])
-end
-function done(summary, latency, requests)
-  local e = summary.errors
-  io.write(string.format("RESULT %%d %%d %%d %%d %%d %%d\\n", summary.requests, summary.duration,
-    e.status, e.connect + e.read + e.write + e.timeout, latency:percentile(50),
-    latency:percentile(99)))
+  return wrk.format("GET", PATHS[(n % #PATHS) + 1])
 end
 """
 
@@ -92,18 +93,15 @@ def _fill(db: Path, count: int) -> list[str]:
 def _wrk(url: str, paths: list[str], script: Path) -> tuple[float, float, float, int, int]:
     """(pages/s, p50 ms, p99 ms, requests, non-2xx or socket errors) of one wrk run."""
     table = ", ".join(f'"{p}"' for p in paths)
-    script.write_text(f"PATHS = {{{table}}}\n" + LUA.replace("%%", "%"), encoding="utf-8")
+    script.write_text(f"PATHS = {{{table}}}\n" + LUA + WRK_DONE, encoding="utf-8")
     run = subprocess.run(
         ["wrk", f"-t{THREADS}", f"-c{CONNECTIONS}", f"-d{DURATION_S}s", "-s", str(script), url],
         capture_output=True,
         text=True,
         check=True,
     )
-    found = re.search(r"RESULT (\d+) (\d+) (\d+) (\d+) (\d+) (\d+)", run.stdout)
-    if not found:
-        raise RuntimeError(f"wrk gave no result:\n{run.stdout}\n{run.stderr}")
-    requests, duration_us, bad, errors, p50, p99 = map(int, found.groups())
-    return requests / (duration_us / 1e6), p50 / 1000, p99 / 1000, requests, bad + errors
+    requests, seconds, bad, errors, p50, p99 = wrk_result(run.stdout + run.stderr)
+    return requests / seconds, p50, p99, requests, bad + errors
 
 
 PAGE_THREADS = 16
@@ -131,10 +129,7 @@ def _paced_pages(port: int, paths: list[str], rate: int) -> Paced:
 
 
 def run() -> str:
-    if shutil.which("wrk") is None:
-        return f"## {title}\n\nNot measured: `wrk` is not installed (`apt-get install wrk`).\n"
-    with tempfile.TemporaryDirectory() as tmp:
-        return _measure(Path(tmp))
+    return with_wrk(title, _measure)
 
 
 def _measure(tmp: Path) -> str:
