@@ -7,7 +7,6 @@ per-reader slots, so a message costs microseconds, not the milliseconds of a MIM
 from __future__ import annotations
 
 import itertools
-import re
 import secrets
 import time
 from collections.abc import Iterator
@@ -16,7 +15,7 @@ from functools import cached_property
 
 from newsletter.delivery.headers import display_name, header_text
 from newsletter.delivery.message import Message, MimeTemplate, Prebuilt
-from newsletter.dispatch.render import Rendered
+from newsletter.dispatch.render import Rendered, html_escaped
 from newsletter.engagement.links import reader_part
 from newsletter.models import Subscriber
 from newsletter.settings import Settings
@@ -25,38 +24,19 @@ from newsletter.tokens import preferences_token, unsubscribe_token
 SAMPLE_NONCE = "sample-reader"
 
 
-def html_escaped(value: str) -> str:
-    """`markupsafe.escape(value)` as a plain str: the same five replacements, without the
-    `Markup` object made and dropped for each of a reader's slot values."""
-    if not _HTML_SPECIAL.search(value):
-        return value
-    return (
-        value.replace("&", "&amp;")
-        .replace("<", "&lt;")
-        .replace(">", "&gt;")
-        .replace('"', "&#34;")
-        .replace("'", "&#39;")
-    )
-
-
-_HTML_SPECIAL = re.compile("[&<>\"']")
-
-
 def reader_values(
     settings: Settings,
     subscriber: Subscriber,
     unsubscribe_url: str,
     secret: str,
-    name: str | None = None,
+    name: str,
 ) -> dict[str, str]:
     """The slot values for one reader: plain text, escaped later for the part they land in.
 
-    The greeting names the reader only with a short plain name (`display_name`, or `name` when
-    the caller made it already): names come from a public form. The preferences link, like the
-    unsubscribe link, is a slot and never a tracked link (it carries the reader's token).
+    The greeting names the reader only with `name`, their short plain name (`display_name`):
+    names come from a public form. The preferences link, like the unsubscribe link, is a slot
+    and never a tracked link (it carries the reader's token).
     """
-    if name is None:
-        name = display_name(subscriber.name)
     preferences = preferences_token(secret, subscriber.id, subscriber.token_nonce or SAMPLE_NONCE)
     reason = (
         f"You receive this because {subscriber.email} subscribed to {settings.name}"
