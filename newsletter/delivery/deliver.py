@@ -725,10 +725,7 @@ class _Run:
                     elapsed = time.perf_counter() - self.started
                     progress(Progress(sent, failed, report.total, elapsed))
         except BaseException:
-            # never leave them sending without us: the lease is released when this returns
-            forks.signal_all(children, signal.SIGTERM)
-            while not forks.wait(children, 0.5):
-                pass
+            forks.stop_all(children)  # never sending without us: the lease goes on return
             raise
         failures = [c.error for c in children if c.error is not None]
         for child in children:
@@ -747,15 +744,16 @@ class _Run:
             report.errors.append(text)
 
     def _share_loop(
-        self, share: Share, connections: int, make_sender: Callable[[], Sender]
+        self, share: tuple[int, int], connections: int, make_sender: Callable[[], Sender]
     ) -> DeliveryReport:
         """One process's part of a split send (in the forked process)."""
         gc.freeze()  # what the fork inherited (templates, modules) is never scanned again
         # a stop passed on finishes what is in flight, whoever called `send_dispatch`
         signal.signal(signal.SIGTERM, lambda *_: self.stop.set())
         store = Store.open(self.store.path or "", migrate=False)  # never the parent's connection
-        rate = self.settings.rate / share[1] if share else self.settings.rate
-        settings = self.settings.replace(concurrency=connections, rate=rate)
+        settings = self.settings.replace(
+            concurrency=connections, rate=self.settings.rate / share[1]
+        )
         report = DeliveryReport(self.report.week)  # what this process adds (a skip: total - 1)
         sender = make_sender()
         try:

@@ -56,9 +56,7 @@ def start(count: int, work: Callable[[int], Any]) -> list[Child]:
             os.close(write)
             children.append(Child(index, pid, read))
     except BaseException:  # no fork (EAGAIN, ENOMEM): stop those already working, then say so
-        signal_all(children, signal.SIGTERM)
-        while not wait(children, 0.5):
-            pass
+        stop_all(children)
         raise
     return children
 
@@ -139,3 +137,10 @@ def signal_all(children: list[Child], signum: int) -> None:
         if not child.done:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(child.pid, signum)
+
+
+def stop_all(children: list[Child]) -> None:
+    """SIGTERM to every worker still running, then wait until each has ended."""
+    signal_all(children, signal.SIGTERM)
+    while not wait(children, 0.5):
+        pass
