@@ -42,6 +42,24 @@ def store(settings: Settings) -> Iterator[Store]:
 
 
 @pytest.fixture
+def web_env(env: dict[str, str]) -> dict[str, str]:
+    """`env` with what the web service's tests need (see `test_web_live.WEB_ENV`)."""
+    from test_web_live import WEB_ENV
+
+    return {**env, **WEB_ENV}
+
+
+@pytest.fixture
+def live(web_env: dict[str, str]) -> Iterator[Any]:
+    """The real web service on 127.0.0.1 (`test_web_live.serving`); a test file with its own
+    data to serve defines its own `live`."""
+    from test_web_live import serving
+
+    with serving(load_settings(web_env, env_file=None)) as server:
+        yield server
+
+
+@pytest.fixture
 def run(env: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     """Run the real CLI in tmp_path with the test environment; returns click's Result."""
     monkeypatch.chdir(tmp_path)

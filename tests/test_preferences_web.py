@@ -8,7 +8,6 @@ from __future__ import annotations
 import base64
 import json
 import re
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from email import message_from_bytes, policy
 from email.message import EmailMessage
@@ -16,24 +15,12 @@ from email.message import EmailMessage
 import httpx
 import pytest
 from test_send_support import WEEK, ready_week
-from test_web_live import SIGNUP_FORM, WEB_ENV, Live, link_path, serving, text_of
+from test_web_live import SIGNUP_FORM, Live, link_path, serving, text_of
 
 from newsletter.models import Subscriber
 from newsletter.readers.subscriptions import add_subscriber
 from newsletter.settings import load_settings
 from newsletter.tokens import make_token, preferences_token
-
-
-@pytest.fixture
-def web_env(env: dict[str, str]) -> dict[str, str]:
-    return {**env, **WEB_ENV}
-
-
-@pytest.fixture
-def live(web_env: dict[str, str]) -> Iterator[Live]:
-    with serving(load_settings(web_env, env_file=None)) as server:
-        yield server
-
 
 PREFS_LINK = re.compile(r"https?://[^\s\"<>]+(/preferences/[A-Za-z0-9_\-.]+)")
 

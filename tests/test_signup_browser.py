@@ -3,22 +3,14 @@ screen with JavaScript off: sign up -> confirmation mail -> confirm -> unsubscri
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from urllib.parse import urlsplit
 
 import pytest
-from test_web_live import WEB_ENV, Live, link_path, serving
+from test_web_live import Live, link_path
 
-from newsletter.settings import load_settings
 from newsletter.tokens import unsubscribe_token
 
 pytestmark = pytest.mark.browser
-
-
-@pytest.fixture
-def live(env: dict[str, str]) -> Iterator[Live]:
-    with serving(load_settings({**env, **WEB_ENV}, env_file=None)) as server:
-        yield server
 
 
 def test_sign_up_confirm_and_unsubscribe_by_clicking(browser, live: Live) -> None:

@@ -4,13 +4,12 @@ visitor nothing (the figures are measured in benchmarks/bench_signup_timing.py, 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 
 import pytest
-from test_web_live import WEB_ENV, Live, serving
+from test_web_live import Live
 
 from newsletter.readers.subscriptions import request_signup
-from newsletter.settings import Settings, load_settings
+from newsletter.settings import Settings
 from newsletter.store import Store
 
 
@@ -39,12 +38,6 @@ def test_new_and_known_addresses_run_the_same_statements(
     assert _statements(store, settings, "new@example.org") == _statements(
         store, settings, "known@example.org"
     )
-
-
-@pytest.fixture
-def live(env: dict[str, str]) -> Iterator[Live]:
-    with serving(load_settings({**env, **WEB_ENV}, env_file=None)) as server:
-        yield server
 
 
 def test_when_no_mail_is_owed_the_workers_are_nudged_all_the_same(

@@ -6,20 +6,9 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-from test_web_live import WEB_ENV, Live, serving, text_of
+from test_web_live import Live, serving, text_of
 
 from newsletter.settings import load_settings
-
-
-@pytest.fixture
-def web_env(env: dict[str, str]) -> dict[str, str]:
-    return {**env, **WEB_ENV}
-
-
-@pytest.fixture
-def live(web_env: dict[str, str]) -> Iterator[Live]:
-    with serving(load_settings(web_env, env_file=None)) as server:
-        yield server
 
 
 def count(live: Live) -> int:

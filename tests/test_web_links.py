@@ -3,23 +3,13 @@ encoded-word names, link scanners, forged posts, links that outlive their owner.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import httpx
 import pytest
 from test_header_injection import CORPUS, assert_exactly
-from test_web_live import WEB_ENV, Live, link_path, serving, text_of
+from test_web_live import Live, link_path, text_of
 
 from newsletter.readers.subscriptions import erase
-from newsletter.settings import load_settings
 from newsletter.tokens import unsubscribe_token
-
-
-@pytest.fixture
-def live(env: dict[str, str]) -> Iterator[Live]:
-    with serving(load_settings({**env, **WEB_ENV}, env_file=None)) as server:
-        yield server
-
 
 ENCODED = ["b-word", "q-word", "folded", "nested", "new-body", "split-by-nul", "fullwidth"]
 

@@ -133,17 +133,6 @@ def serving(settings: Settings) -> Iterator[Live]:
         assert not thread.is_alive(), "the test server did not stop"
 
 
-@pytest.fixture
-def web_env(env: dict[str, str]) -> dict[str, str]:
-    return {**env, **WEB_ENV}
-
-
-@pytest.fixture
-def live(web_env: dict[str, str]) -> Iterator[Live]:
-    with serving(load_settings(web_env, env_file=None)) as server:
-        yield server
-
-
 def test_healthz_answers_ok(live: Live) -> None:
     response = live.client.get("/healthz")
     assert response.status_code == 200

@@ -135,12 +135,6 @@ def test_forwarded_headers_from_anyone_but_the_proxy_are_ignored(proxied: Live) 
     assert row is not None and row["consent_ip"] == "127.0.0.4"
 
 
-@pytest.fixture
-def live(env: dict[str, str]) -> Iterator[Live]:
-    with serving(load_settings({**env, **WEB_ENV}, env_file=None)) as server:
-        yield server
-
-
 def _largest_temporary_file(stop: threading.Event, found: list[int]) -> None:
     """Watch this process's open files (waitress runs in it) for spooled request bodies."""
     while not stop.is_set():
