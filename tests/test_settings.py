@@ -32,6 +32,8 @@ def test_env_example_lists_every_setting_with_its_default() -> None:
         ("NEWSLETTER_SENDER", "pigeon", "must be one of"),
         ("NEWSLETTER_CONCURRENCY", "zero", "whole number"),
         ("NEWSLETTER_CONCURRENCY", "0", "between 1 and 64"),
+        ("NEWSLETTER_SEND_PROCESSES", "17", "between 0 and 16"),
+        ("NEWSLETTER_SEND_PROCESSES", "two", "whole number"),
         ("NEWSLETTER_FROM", "not an address", "expected one address"),
         ("NEWSLETTER_FROM", "A <a@b.org>\r\nBcc: x@y.org", "line breaks"),
         ("NEWSLETTER_FROM", "=?utf-8?b?QQ0KQmNjOiB4QHkub3Jn?= <a@b.org>", "as plain text"),
