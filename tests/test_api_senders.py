@@ -436,6 +436,40 @@ def test_prebuilt_json_bodies_equal_encoding_the_composed_text(settings: Setting
 
 
 def _chunks(value: object, size: int) -> list[bytes]:
-    from newsletter.delivery.senders.http import _json_chunks
+    from newsletter.delivery.senders.http import _chunks, _json_pieces
 
-    return _json_chunks(value, size)
+    return list(_chunks(_json_pieces(value), size))
+
+
+@pytest.mark.parametrize("kind", ["resend", "postmark"])
+def test_a_prepared_batch_posts_the_same_body_as_one_built_in_the_hand_off(kind: str) -> None:
+    """`prepare` builds the request on the claiming thread; what goes out is byte for byte the
+    request `send` builds by itself, and a batch prepared by another sender is built anew."""
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        count = len(json.loads(request.content))
+        if kind == "postmark":
+            return httpx.Response(
+                200, json=[{"ErrorCode": 0, "MessageID": f"pm-{n}"} for n in range(count)]
+            )
+        return httpx.Response(200, json={"data": [{"id": f"re-{n}"} for n in range(count)]})
+
+    def sender() -> ResendSender | PostmarkSender:
+        if kind == "postmark":
+            return PostmarkSender("pm-token", _client(handler))
+        return ResendSender("re_key", _client(handler))
+
+    one, other = sender(), sender()
+    batch = [_message(0), _message(1, name='Zoë "Q" \\ </script>'), _message(2)]
+    prepared = one.prepare(batch)
+    assert list(prepared) == batch
+    results = [one.send(batch), one.send(prepared), other.send(prepared)]
+    plain, fast, foreign = seen
+    assert fast.content == plain.content == foreign.content
+    assert fast.headers["Content-Length"] == str(len(plain.content))
+    html = "HtmlBody" if kind == "postmark" else "html"
+    assert json.loads(fast.content)[1][html] == batch[1].html
+    assert [r.message for r in results[1]] == batch
+    assert all(r.ok for answer in results for r in answer)

@@ -175,3 +175,56 @@ def test_m006_upgrades_an_older_database_in_place(tmp_path: Path, later: bool) -
     again = Store.open(path)  # a second open changes nothing
     assert again.dispatches.get("2026-W24")["status"] == "partly sent"
     again.close()
+
+
+def test_m013_rewrites_the_delivery_checks_keeping_rows_and_constraints(tmp_path: Path) -> None:
+    """A file from before m013: its deliveries keep every row and index, and a status or a
+    failure outside the state machine's words is still refused."""
+    path = tmp_path / "old.db"
+    db = Database(path)
+    MIGRATIONS.apply(db, stop_before="m013_delivery_checks")
+    now = "2026-06-15T07:00:00+00:00"
+    db.execute(
+        "INSERT INTO dispatches (week, issue_number, status, created_at, updated_at)"
+        " VALUES ('2026-W24', 1, 'sent', ?, ?)",
+        [now, now],
+    )
+    for n, (status, failure) in enumerate(
+        [("sent", None), ("failed", "temporary"), ("queued", None), ("unknown", None)]
+    ):
+        db.execute(
+            "INSERT INTO subscribers (email, status, created_at, updated_at)"
+            " VALUES (?, 'active', ?, ?)",
+            [f"r{n}@example.org", now, now],
+        )
+        db.execute(
+            "INSERT INTO deliveries (dispatch_id, subscriber_id, status, failure, created_at,"
+            " updated_at) VALUES (1, ?, ?, ?, ?, ?)",
+            [n + 1, status, failure, now, now],
+        )
+    db.conn.commit()
+    db.close()
+
+    store = Store.open(path)
+    sql = store.db.execute("SELECT sql FROM sqlite_master WHERE name = 'deliveries'").fetchone()
+    assert " IN (" not in sql[0]
+    assert store.deliveries.counts(1) == {
+        "queued": 1,
+        "sending": 0,
+        "sent": 1,
+        "failed": 1,
+        "unknown": 1,
+        "skipped": 0,
+    }
+    indexes = {
+        row[0]
+        for row in store.db.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'deliveries'"
+        )
+    }
+    assert {"deliveries_status", "deliveries_retry"} <= indexes
+    for column, value in (("status", "lost"), ("failure", "maybe")):
+        with pytest.raises(sqlite3.IntegrityError, match="CHECK constraint failed"):
+            store.db.execute(f"UPDATE deliveries SET {column} = ? WHERE id = 1", [value])
+    assert store.db.execute("PRAGMA foreign_key_check").fetchall() == []
+    store.close()

@@ -188,7 +188,7 @@ ProgressCallback = Callable[[Progress], None]
 Answer = tuple[list[SendResult], SendError | None]
 
 
-def _attempt(sender: Sender, messages: list[Message]) -> Answer:
+def _attempt(sender: Sender, messages: Sequence[Message]) -> Answer:
     """One hand-off, on a worker thread. It never retries and never sleeps."""
     try:
         answered = sender.send(messages)
@@ -205,7 +205,7 @@ def _attempt(sender: Sender, messages: list[Message]) -> Answer:
 @dataclass
 class _Handoff:
     rows: list[Pending]  # as claimed: identity, batch key and attempts of this hand-off
-    messages: list[Message]
+    messages: Sequence[Message]  # as the sender prepared them (`Sender.prepare`)
     key: str
     repeat: bool = False  # the same request as an unanswered one, for an idempotent sender
     repeats: int = 0
@@ -884,7 +884,10 @@ class _Run:
         if not items:
             return None
         now = self.clock.now()
-        key = batch_key([m for _, m in items])
+        messages = [m for _, m in items]
+        key = batch_key(messages)
+        # built before the claim: nothing is marked `sending` if building the request fails
+        prepared = self.sender.prepare(messages)
         claims = [
             Claim(r.delivery_id, m.message_id, key, variant_of[r.delivery_id]) for r, m in items
         ]
@@ -901,7 +904,9 @@ class _Run:
             items = [(r, m) for r, m in items if r.delivery_id in claimed]
             if not items:
                 return None
-            key = batch_key([m for _, m in items])
+            messages = [m for _, m in items]
+            key = batch_key(messages)
+            prepared = self.sender.prepare(messages)
             self.deliveries.rekey([r.delivery_id for r, _ in items], key, now=now)
         claimed_rows = [  # as `replace` would, field by field: once a message
             Pending(
@@ -916,7 +921,7 @@ class _Run:
             )
             for r, m in items
         ]
-        return _Handoff(claimed_rows, [m for _, m in items], key, repeat=repeat)
+        return _Handoff(claimed_rows, prepared, key, repeat=repeat)
 
     # -- deciding what an answer means --------------------------------------------------------
 

@@ -36,6 +36,7 @@ _FORBIDDEN = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]|=\\?")
 #: space, dot, comma, apostrophe or hyphen; no digits, no "@", no links
 MAX_DISPLAY_NAME = 64
 _NAME_JOINERS = frozenset(" .,'’-")
+_ASCII_JOINERS = str.maketrans("", "", "".join(ch for ch in _NAME_JOINERS if ch.isascii()))
 _DOMAIN_LIKE = re.compile(r"\w\.\w{2,}")
 #: a continuation line with nothing on it (unfolding would join the next field to this one)
 _EMPTY_LINE = re.compile(rb"\r\n[ \t]*(?:\r\n|$)")
@@ -72,20 +73,21 @@ def header_text(value: str) -> str:
     return " ".join(text.split()).replace("=?", "=\u200b?")
 
 
-@lru_cache(maxsize=1024)  # asked twice per reader (greeting, To:)
 def display_name(name: str | None) -> str:
     """The name to put in `To:` or a greeting: a short plain name, or "" (address only).
 
     Names come from a form anyone can post, so anything that is not plainly a name (digits,
     symbols, a link, over 64 characters) stays out of mail.
     """
-    text = unicodedata.normalize("NFC", " ".join((name or "").split()))
-    if not text or len(text) > MAX_DISPLAY_NAME or unicodedata.category(text[0])[0] != "L":
-        return ""
-    for ch in text:
-        if ch not in _NAME_JOINERS and unicodedata.category(ch)[0] not in "LM":
-            return ""
-    if _DOMAIN_LIKE.search(text) or ".." in text:
+    text = " ".join((name or "").split())
+    if text.isascii():  # NFC changes nothing, and a letter is what isalpha says: no lookups
+        plain = text[:1].isalpha() and text.translate(_ASCII_JOINERS).isalpha()
+    else:
+        text = unicodedata.normalize("NFC", text)
+        plain = unicodedata.category(text[0])[0] == "L" and all(
+            ch in _NAME_JOINERS or unicodedata.category(ch)[0] in "LM" for ch in text
+        )
+    if not plain or len(text) > MAX_DISPLAY_NAME or _DOMAIN_LIKE.search(text) or ".." in text:
         return ""
     return text
 

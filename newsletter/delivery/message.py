@@ -48,6 +48,10 @@ TEXT_FIELDS = frozenset({"Subject", "List-Id", "Comments", "Keywords"})
 _BASE_FIELDS = ("From", "To", "Subject", "Date", "Message-ID", "MIME-Version", "Content-Type")
 
 
+#: the sets of header field names found well-formed (a message's own `headers`)
+_FIELD_NAMES: set[tuple[str, ...]] = set()
+
+
 @dataclass(frozen=True)
 class Message:
     """What a sender needs: envelope, headers and both bodies (API senders use the parts).
@@ -124,22 +128,21 @@ class Message:
         return fast
 
     def __post_init__(self) -> None:
-        fields = {
-            "From": self.from_addr,
-            "To": self.to_addr,
-            "name": self.to_name,
-            "Subject": self.subject,
-            "Message-ID": self.message_id,
-            **self.headers,
-        }
+        headers = self.headers
         # one search over all of them (a space cannot join two fields into an encoded word);
         # field by field only to name the culprit
-        if not fields_safe(" ".join(fields.values())):
-            for name, value in fields.items():
-                check_field(name, value)
-        for name in self.headers:
-            if not name.isascii() or not name.replace("-", "").isalnum():
-                raise SendError(f"{name!r}: not a header field name")
+        own = (self.from_addr, self.to_addr, self.to_name, self.subject, self.message_id)
+        if not fields_safe(" ".join((*own, *headers.values()))):
+            labels = ("From", "To", "name", "Subject", "Message-ID")
+            for label, value in (*zip(labels, own, strict=True), *headers.items()):
+                check_field(label, value)
+        names = tuple(headers)
+        if names not in _FIELD_NAMES:  # every message of a dispatch has the same ones
+            for name in names:
+                if not name.isascii() or not name.replace("-", "").isalnum():
+                    raise SendError(f"{name!r}: not a header field name")
+            if len(_FIELD_NAMES) < 256:
+                _FIELD_NAMES.add(names)
 
     @property
     def to_header(self) -> str:
@@ -175,6 +178,26 @@ class Prebuilt:
     html_values: dict[str, str]  # the same values, HTML-escaped
     html_source: Fillable = field(repr=False)
     text_source: Fillable = field(repr=False)
+
+    @classmethod
+    def of(
+        cls,
+        template: MimeTemplate,
+        values: dict[str, str],
+        html_values: dict[str, str],
+        html_source: Fillable,
+        text_source: Fillable,
+    ) -> Prebuilt:
+        """What `__init__` makes, without its five `object.__setattr__` calls (once a reader)."""
+        self = object.__new__(cls)
+        self.__dict__.update(
+            template=template,
+            values=values,
+            html_values=html_values,
+            html_source=html_source,
+            text_source=text_source,
+        )
+        return self
 
     @cached_property
     def html(self) -> str:

@@ -140,6 +140,11 @@ def _tracking(tracker: LinkTracker | None, click: str) -> dict[str, Any]:
 _HREF_ATTR = re.compile(r'(<a\s[^>]*?href=")([^"]+)(")')
 
 
+def has_html_special(value: str) -> bool:
+    """Whether `html_escaped` would change `value`."""
+    return _HTML_SPECIAL.search(value) is not None
+
+
 def html_escaped(value: str) -> str:
     """`markupsafe.escape(value)` as a plain str: the same five replacements, without the
     `Markup` object made and dropped for each of a reader's slot values."""

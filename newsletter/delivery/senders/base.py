@@ -13,6 +13,9 @@ What a sender must do:
   a full disk). Raise for the whole call, or return per message.
 - A message's identity (`message.message_id`) is fixed before its first hand-off and is the
   same on every retry: use it as the provider's Message-ID and in any metadata.
+- `prepare(messages)` may build the request in advance (a batch API's JSON body): the state
+  machine calls it on the thread that claims the messages and hands what it returns to
+  `send`, so the threads that hand messages over only do I/O. `send` takes either.
 
 What a sender may declare (optional capabilities; the state machine reads them, it never looks
 at the class):
@@ -69,6 +72,18 @@ class SendResult:
         return self.error is None
 
 
+class Prepared(tuple[Message, ...]):
+    """One hand-off's messages with the request body `sender` built for them in advance."""
+
+    sender: Sender
+    body: bytes
+
+    def __new__(cls, messages: Sequence[Message], sender: Sender, body: bytes) -> Prepared:
+        self = super().__new__(cls, messages)
+        self.sender, self.body = sender, body
+        return self
+
+
 @dataclass(frozen=True)
 class Lookup:
     """What the provider's own record says about a message whose hand-off went unanswered.
@@ -107,6 +122,11 @@ class Sender(ABC):
         Raise (or return per message) TemporarySendError only when nothing was accepted,
         UnknownOutcome when it may have been, SenderUnavailable when nothing can be sent.
         """
+
+    def prepare(self, messages: Sequence[Message]) -> Sequence[Message]:
+        """What `send` will be given for these messages: themselves, or a `Prepared` with the
+        request built now (on the claiming thread, before any hand-off)."""
+        return messages
 
     def look_up(self, message: Message, handed_at: float) -> Lookup:
         """Whether the provider accepted `message`, handed over at Unix time `handed_at`.

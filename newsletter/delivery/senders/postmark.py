@@ -23,9 +23,11 @@ from newsletter.delivery.senders.http import (
     accepted_body,
     error_for,
     get,
+    json_batch,
     json_body,
     json_or_empty,
     post,
+    prepare_json,
 )
 from newsletter.errors import PermanentSendError, SendError, TemporarySendError
 
@@ -78,6 +80,9 @@ class PostmarkSender(Sender):
             "Metadata": {METADATA_KEY: message.message_id},
         }
 
+    def prepare(self, messages: Sequence[Message]) -> Sequence[Message]:
+        return prepare_json(self, messages, self.payload)
+
     def close(self) -> None:
         self.client.close()
 
@@ -86,7 +91,7 @@ class PostmarkSender(Sender):
             self.client,
             self.name,
             "/email/batch",
-            json=[self.payload(m) for m in messages],
+            body=json_batch(self, messages, self.payload),
             headers=self._headers,
         )
         if not 200 <= response.status_code < 300:

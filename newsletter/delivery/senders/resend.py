@@ -28,9 +28,11 @@ from newsletter.delivery.senders.base import Sender, SendResult, UnknownOutcome,
 from newsletter.delivery.senders.http import (
     accepted_body,
     error_for,
+    json_batch,
     json_body,
     json_or_empty,
     post,
+    prepare_json,
 )
 from newsletter.errors import PermanentSendError, SendError
 
@@ -64,6 +66,9 @@ class ResendSender(Sender):
             item["tags"] = [{"name": "dispatch", "value": _TAG_UNSAFE.sub("_", message.tag)}]
         return item
 
+    def prepare(self, messages: Sequence[Message]) -> Sequence[Message]:
+        return prepare_json(self, messages, self.payload)
+
     def close(self) -> None:
         self.client.close()
 
@@ -72,7 +77,7 @@ class ResendSender(Sender):
             self.client,
             self.name,
             "/emails/batch",
-            json=[self.payload(m) for m in messages],
+            body=json_batch(self, messages, self.payload),
             headers={
                 "Authorization": f"Bearer {self.api_key}",
                 "Idempotency-Key": batch_key(messages),
