@@ -223,8 +223,11 @@ def test_m013_rewrites_the_delivery_checks_keeping_rows_and_constraints(tmp_path
         )
     }
     assert {"deliveries_status", "deliveries_retry"} <= indexes
-    for column, value in (("status", "lost"), ("failure", "maybe")):
+    for statement in (
+        "UPDATE deliveries SET status = 'lost' WHERE id = 1",
+        "UPDATE deliveries SET failure = 'maybe' WHERE id = 1",
+    ):
         with pytest.raises(sqlite3.IntegrityError, match="CHECK constraint failed"):
-            store.db.execute(f"UPDATE deliveries SET {column} = ? WHERE id = 1", [value])
+            store.db.execute(statement)
     assert store.db.execute("PRAGMA foreign_key_check").fetchall() == []
     store.close()
