@@ -326,6 +326,8 @@ def rebuild_table(db: Database, name: str, create_sql: str, indexes: tuple[str, 
 
 # --- m006_delivery_accounting -------------------------------------------------------------
 
+#: a delivery's failure (m006); m013 rewrote the IN (...) of older files as comparisons
+_FAILURE_CHECK = "CHECK (failure = 'permanent' OR failure = 'temporary')"
 #: the dispatches' status CHECK before and after m006 (`partly sent` added)
 _STATUS_CHECK = "CHECK (status IN ('draft', 'approved', 'sending', 'sent'))"
 _STATUS_CHECK_V2 = "CHECK (status IN ('draft', 'approved', 'sending', 'partly sent', 'sent'))"
@@ -357,7 +359,7 @@ def m006_delivery_accounting(db: Database) -> None:
             ("batch_since", "REAL"),
             ("handed_at", "REAL"),
             ("retry_at", "REAL"),
-            ("failure", "TEXT CHECK (failure IN ('permanent', 'temporary'))"),
+            ("failure", f"TEXT {_FAILURE_CHECK}"),
         ):
             if name not in columns:
                 db.execute(f"ALTER TABLE deliveries ADD COLUMN {name} {kind}")
@@ -729,18 +731,13 @@ def m012_variants(db: Database) -> None:
 
 # --- m013_delivery_checks -------------------------------------------------------------------
 
-#: the deliveries' CHECKs as m001/m006 wrote them, and as m013 writes them
-_DELIVERY_CHECKS = (
-    (
-        "CHECK (status IN ('queued', 'sending', 'sent', 'failed', 'unknown', 'skipped'))",
-        "CHECK (status = 'queued' OR status = 'sending' OR status = 'sent'"
-        " OR status = 'failed' OR status = 'unknown' OR status = 'skipped')",
-    ),
-    (
-        "CHECK (failure IN ('permanent', 'temporary'))",
-        "CHECK (failure = 'permanent' OR failure = 'temporary')",
-    ),
+#: the deliveries' status CHECK as m001 wrote it, and as m013 writes it
+_STATUS_CHECKS = (
+    "CHECK (status IN ('queued', 'sending', 'sent', 'failed', 'unknown', 'skipped'))",
+    "CHECK (status = 'queued' OR status = 'sending' OR status = 'sent'"
+    " OR status = 'failed' OR status = 'unknown' OR status = 'skipped')",
 )
+_OLD_FAILURE_CHECK = "CHECK (failure IN ('permanent', 'temporary'))"
 
 
 @MIGRATIONS(name="m013_delivery_checks", transactional=False)
@@ -755,11 +752,10 @@ def m013_delivery_checks(db: Database) -> None:
     current = db.execute(
         "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'deliveries'"
     ).fetchone()[0]
-    new = current
-    for old, rewritten in _DELIVERY_CHECKS:
-        if old not in new and rewritten not in new:
-            raise RuntimeError(f"m013: unexpected deliveries definition: {current}")
-        new = new.replace(old, rewritten)
+    if _STATUS_CHECKS[0] not in current and _STATUS_CHECKS[1] not in current:
+        raise RuntimeError(f"m013: unexpected deliveries definition: {current}")
+    # (a file that has m013 before m006 has no `failure` yet: m006 adds it as rewritten)
+    new = current.replace(*_STATUS_CHECKS).replace(_OLD_FAILURE_CHECK, _FAILURE_CHECK)
     if new == current:
         return
     indexes = tuple(
