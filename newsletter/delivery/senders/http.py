@@ -62,8 +62,8 @@ class Spliced:
         return b"".join(self.pieces)
 
 
-def json_body(message: Message, part: str) -> str | Spliced:
-    """`message.html` or `message.text` for a JSON payload, from pieces JSON-encoded once per
+def json_bodies(message: Message) -> tuple[str | Spliced, str | Spliced]:
+    """`message.html` and `message.text` for a JSON payload, from pieces JSON-encoded once per
     dispatch: re-escaping ~60 KB of HTML for every reader was most of an API sender's CPU.
 
     JSON escapes character by character, so the join equals encoding the whole string. A message
@@ -72,17 +72,29 @@ def json_body(message: Message, part: str) -> str | Spliced:
     """
     fast = message.template_bodies
     if fast is None:
-        return getattr(message, part)
-    html = part == "html"
-    pieces, slots = _encoded_pieces(fast.template, html)
+        return message.html, message.text
+    html_pieces, html_slots = _encoded_pieces(fast.template, True)
+    text_pieces, text_slots = _encoded_pieces(fast.template, False)
+    values = [fast.html_values[slot] for slot in html_slots]
+    values += [fast.values[slot] for slot in text_slots]
+    # one encoding for all of the reader's values: in JSON a quote inside a string is always
+    # escaped, so '","' occurs only between two of them
+    encoded = _JSON.encode(values)[2:-2].split(b'","') if values else []
+    split = len(html_slots)
+    return _spliced(html_pieces, encoded[:split]), _spliced(text_pieces, encoded[split:])
+
+
+def json_body(message: Message, part: str) -> str | Spliced:
+    """One of `json_bodies`: "html" or "text"."""
+    return json_bodies(message)[part == "text"]
+
+
+def _spliced(pieces: list[bytes], values: list[bytes]) -> Spliced:
+    """A JSON string: the quotes, and the dispatch's pieces with the values between them."""
     out: list[bytes] = [b""] * (2 * len(pieces) + 1)
     out[0] = out[-1] = b'"'
     out[1::2] = pieces
-    if slots:
-        values = fast.html_values if html else fast.values
-        # one encoding for all of the reader's values: in JSON a quote inside a string is
-        # always escaped, so '","' occurs only between two of them
-        out[2:-2:2] = _JSON.encode([values[slot] for slot in slots])[2:-2].split(b'","')
+    out[2:-2:2] = values
     return Spliced(out)
 
 

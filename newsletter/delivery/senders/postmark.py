@@ -24,7 +24,7 @@ from newsletter.delivery.senders.http import (
     error_for,
     get,
     json_batch,
-    json_body,
+    json_bodies,
     json_or_empty,
     post,
     prepare_json,
@@ -65,12 +65,13 @@ class PostmarkSender(Sender):
         return {"X-Postmark-Server-Token": self.token, "Accept": "application/json"}
 
     def payload(self, message: Message) -> dict[str, Any]:
+        html, text = json_bodies(message)
         return {
             "From": message.from_addr,
             "To": message.to_header,
             "Subject": message.subject,
-            "HtmlBody": json_body(message, "html"),
-            "TextBody": json_body(message, "text"),
+            "HtmlBody": html,
+            "TextBody": text,
             "MessageStream": self.stream,
             "Tag": message.tag,
             "Headers": [

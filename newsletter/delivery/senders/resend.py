@@ -29,7 +29,7 @@ from newsletter.delivery.senders.http import (
     accepted_body,
     error_for,
     json_batch,
-    json_body,
+    json_bodies,
     json_or_empty,
     post,
     prepare_json,
@@ -54,12 +54,13 @@ class ResendSender(Sender):
         self.batch_size = max(1, min(batch_size, MAX_BATCH))
 
     def payload(self, message: Message) -> dict[str, Any]:
+        html, text = json_bodies(message)
         item: dict[str, Any] = {
             "from": message.from_addr,
             "to": [message.to_header],
             "subject": message.subject,
-            "html": json_body(message, "html"),
-            "text": json_body(message, "text"),
+            "html": html,
+            "text": text,
             "headers": {"Message-ID": message.message_id, **message.headers},
         }
         if message.tag:
