@@ -223,3 +223,54 @@ def test_deliveries_command_shows_counts_and_reasons(run, env) -> None:
     assert result.exit_code == 0, result.output
     assert "sent     3" in result.output and "failed   1" in result.output
     assert f"{emails[2]}" in result.output and "550 5.1.1 unknown user" in result.output
+
+
+def test_a_stop_leaves_the_batch_composed_ahead_queued_without_an_identity(
+    store: Store, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While every hand-off thread is busy the next batch is composed ahead; it is claimed only
+    when handed over, so a stop (or a kill) then leaves its rows queued, with no Message-ID, and
+    the next run sends each reader once."""
+    import threading
+    import time
+
+    ready_week(store, settings)
+    emails = add_subscribers(store, 12)
+    stop = threading.Event()
+    first = True
+
+    def slow_first(message: Message) -> None:
+        nonlocal first
+        if first:  # long enough for the run to fill its window and compose the next batch
+            first = False
+            time.sleep(0.5)
+            stop.set()
+        return None
+
+    from newsletter.delivery import deliver
+
+    composed_ahead = []
+    compose_ahead = deliver._Run._compose_ahead
+
+    def spy(self: deliver._Run, chunk: int) -> None:
+        compose_ahead(self, chunk)
+        if self.ahead is not None:
+            composed_ahead.append([r.delivery_id for r, _ in self.ahead.items])
+
+    monkeypatch.setattr(deliver._Run, "_compose_ahead", spy)
+    sender = MemorySender(batch_size=2, fail=slow_first)
+    report = send_dispatch(store, settings.replace(concurrency=1), sender, WEEK, stop=stop)
+    assert composed_ahead  # the case this is about happened
+    assert report.stopped and report.sent == len(sender.sent) == 4  # in flight and waiting
+    dispatch_id = _dispatch_id(store)
+    counts = store.deliveries.counts(dispatch_id)
+    assert counts["sent"] == 4 and counts["queued"] == 8 and counts["sending"] == 0
+    named = store.db.execute(
+        "SELECT count(*) FROM deliveries WHERE dispatch_id = ? AND status = 'queued'"
+        " AND message_id IS NOT NULL",
+        [dispatch_id],
+    ).fetchone()[0]
+    assert named == 0
+    again = send_dispatch(store, settings.replace(concurrency=1), sender, WEEK)
+    assert again.sent == 8 and again.ok
+    assert sorted(m.to_addr for m in sender.sent) == emails

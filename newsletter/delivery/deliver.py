@@ -12,7 +12,8 @@ A delivery row per (dispatch, subscriber) moves like this, each step one durable
 
 Identity is fixed at the first claim: the Message-ID (kept on every retry and repeat) and the
 batch key (the same messages in the same order; an idempotent provider's key). A run killed at
-any point leaves `sending` only what was in flight, at most (concurrency + 1) hand-offs; the
+any point leaves `sending` only what was in flight, at most (concurrency + 1) hand-offs (the
+batch composed ahead while every hand-off thread is busy is claimed only when handed over); the
 next run (or `deliveries reconcile`) resolves those from evidence before anything else is sent,
 and never sends a second copy unless the operator asks (`--retry-unknown`). Waits for a retry
 happen here, with the row `queued`, so a kill during one loses nothing and duplicates nothing.
@@ -212,6 +213,16 @@ class _Handoff:
     key: str
     repeat: bool = False  # the same request as an unanswered one, for an idempotent sender
     repeats: int = 0
+
+
+@dataclass
+class _Composed:
+    """A batch composed and its request prepared, not yet claimed (its rows still `queued`)."""
+
+    items: list[tuple[Pending, Message]]
+    variant_of: dict[int, int]  # delivery id -> the variant its message is composed from
+    key: str
+    prepared: Sequence[Message]
 
 
 @dataclass(order=True)
@@ -451,6 +462,7 @@ class _Run:
         self.splits: deque[list[Pending]] = deque()  # halves of a refused request
         self.waiting = 0  # rows queued with a retry time
         self.page: list[Pending] = []
+        self.ahead: _Composed | None = None  # fresh rows composed while the hand-offs were busy
         self.after_id = 0
         self.exhausted = False
         self.streak = 0  # hand-offs in a row that failed for reasons not about a recipient
@@ -621,6 +633,12 @@ class _Run:
                             break
                         bucket.take(len(handoff.messages))
                         pending[pool.submit(_attempt, self.sender, handoff.messages)] = handoff
+                    if len(pending) >= window and storage is None:
+                        try:
+                            self._compose_ahead(chunk)
+                        except sqlite3.DatabaseError as exc:
+                            storage = exc
+                            self.stop.set()
                     if not pending:
                         due = None if self.stop.is_set() else self._next_due()
                         if due is None:
@@ -835,21 +853,17 @@ class _Run:
                 self.waiting = max(0, self.waiting - len(due))
                 if handoff is not None:
                     return handoff
-        while not self.exhausted:
+        while self.ahead is not None or not self.exhausted:
+            if self.ahead is not None:
+                ahead, self.ahead = self.ahead, None
+                handoff = self._claim_composed(ahead)
+                if handoff is not None:
+                    return handoff
+                continue
             want = chunk if self.limit_left is None else min(chunk, self.limit_left)
-            if want <= 0:
-                self.exhausted = True
+            rows = self._fresh_rows(want)
+            if not rows:
                 break
-            if len(self.page) < want:
-                self.page += self.deliveries.fresh(
-                    self.dispatch.id, max(want, 200), after_id=self.after_id, share=self.share
-                )
-                if self.page:
-                    self.after_id = self.page[-1].delivery_id
-            if not self.page:
-                self.exhausted = True
-                break
-            rows, self.page = self.page[:want], self.page[want:]
             handoff = self._claim(rows)
             if handoff is None:
                 continue
@@ -858,8 +872,51 @@ class _Run:
             return handoff
         return None
 
+    def _fresh_rows(self, want: int) -> list[Pending]:
+        """The next `want` fresh rows in id order (read a page at a time); [] once none are
+        left, or `want` is 0."""
+        if want <= 0:
+            self.exhausted = True
+            return []
+        if len(self.page) < want:
+            self.page += self.deliveries.fresh(
+                self.dispatch.id, max(want, 200), after_id=self.after_id, share=self.share
+            )
+            if self.page:
+                self.after_id = self.page[-1].delivery_id
+        if not self.page:
+            self.exhausted = True
+            return []
+        rows, self.page = self.page[:want], self.page[want:]
+        return rows
+
+    def _compose_ahead(self, chunk: int) -> None:
+        """While every hand-off thread is busy and one batch waits for the next free one,
+        compose the batch after it. A thread that frees then finds one waiting, the moment
+        after its claim (a commit), not after the ~20 ms a batch takes to compose. It is
+        claimed only then: a stop or a kill leaves its rows queued, with no identity yet."""
+        if (
+            self.ahead is not None
+            or self.exhausted
+            or self.resolve_only
+            or self.limit_left is not None
+            or self.stop.is_set()
+            or self.clock.now() < self.hold_until
+        ):
+            return
+        while self.ahead is None:
+            rows = self._fresh_rows(chunk)
+            if not rows:
+                return
+            self.ahead = self._composed(rows)
+
     def _claim(self, rows: list[Pending], *, repeat: bool = False) -> _Handoff | None:
-        """Compose, then mark `sending` with the identity in one commit, before any hand-off.
+        """Compose, then mark `sending` with the identity in one commit, before any hand-off."""
+        composed = self._composed(rows, repeat=repeat)
+        return self._claim_composed(composed, repeat=repeat) if composed is not None else None
+
+    def _composed(self, rows: list[Pending], *, repeat: bool = False) -> _Composed | None:
+        """Each row's message, and the request prepared for them: nothing claimed yet.
 
         A repeat is the same request again or nothing; fresh rows whose recipient no provider
         would take fail here, before they can spoil a batch.
@@ -889,11 +946,16 @@ class _Run:
             self.deliveries.record(refused)
         if not items:
             return None
-        now = self.clock.now()
         messages = [m for _, m in items]
-        key = batch_key(messages)
         # built before the claim: nothing is marked `sending` if building the request fails
-        prepared = self.sender.prepare(messages)
+        return _Composed(items, variant_of, batch_key(messages), self.sender.prepare(messages))
+
+    def _claim_composed(self, composed: _Composed, *, repeat: bool = False) -> _Handoff | None:
+        """Mark the composed rows `sending` with their identity in one commit, before any
+        hand-off; the rows claimed, as a hand-off (None when none could be)."""
+        items, variant_of = composed.items, composed.variant_of
+        key, prepared = composed.key, composed.prepared
+        now = self.clock.now()
         claims = [
             Claim(r.delivery_id, m.message_id, key, variant_of[r.delivery_id]) for r, m in items
         ]

@@ -321,7 +321,8 @@ class Deliveries:
     def record(self, outcomes: Iterable[Outcome]) -> None:
         """Write what the sender answered, in one commit."""
         now = now_iso()
-        sent, others = [], []
+        sent: list[Outcome] = []
+        others: list[Outcome] = []
         for o in outcomes:
             (sent if o.status == "sent" and o.handed and not o.error else others).append(o)
         with self._writing():
