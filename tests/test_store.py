@@ -231,3 +231,37 @@ def test_m013_rewrites_the_delivery_checks_keeping_rows_and_constraints(tmp_path
             store.db.execute(statement)
     assert store.db.execute("PRAGMA foreign_key_check").fetchall() == []
     store.close()
+
+
+def test_a_transaction_that_reads_then_writes_waits_for_another_writer(tmp_path: Path) -> None:
+    """A transaction takes the write lock up front. Deferred, it failed at once with "database
+    is locked" when another connection committed between its first read and its first write
+    (a stale snapshot, which SQLite does not wait out): a CLI command beside the web service."""
+    import threading
+    import time
+
+    path = tmp_path / "n.db"
+    first = Store.open(path)
+    errors: list[BaseException] = []
+
+    def other_writer() -> None:
+        second = Store.open(path)  # its own connection, in its own thread
+        try:
+            with second.transaction():
+                second.db.execute("INSERT INTO meta (key, value) VALUES ('other', '1')")
+        except BaseException as exc:  # reported by the assertion below
+            errors.append(exc)
+        finally:
+            second.close()
+
+    with first.transaction():
+        first.db.execute("SELECT count(*) FROM meta").fetchone()
+        writer = threading.Thread(target=other_writer)
+        writer.start()
+        time.sleep(0.3)  # the other connection commits here if it is not kept waiting
+        first.db.execute("INSERT INTO meta (key, value) VALUES ('first', '1')")
+    writer.join(timeout=10)
+    assert not errors and not writer.is_alive()
+    keys = {row[0] for row in first.db.execute("SELECT key FROM meta")}
+    assert {"first", "other"} <= keys
+    first.close()

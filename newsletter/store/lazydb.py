@@ -37,7 +37,7 @@ class LazyDatabase:
 
     @contextmanager
     def atomic(self) -> Iterator[LazyDatabase]:
-        """A transaction; nested blocks are savepoints (as `Database.atomic`)."""
+        """A write transaction; nested blocks are savepoints (as `Database.atomic`)."""
         conn = self.conn
         if conn.in_transaction:
             savepoint = f"store_{secrets.token_hex(8)}"
@@ -51,7 +51,10 @@ class LazyDatabase:
                 raise
             conn.execute(f"RELEASE SAVEPOINT {savepoint}")
             return
-        conn.execute("BEGIN")
+        # IMMEDIATE: the write lock from the start. A deferred transaction that reads, then
+        # writes after another connection committed, fails at once with "database is locked"
+        # (its snapshot is stale: SQLite does not wait); this one waits its turn instead
+        conn.execute("BEGIN IMMEDIATE")
         try:
             yield self
             conn.execute("COMMIT")
