@@ -88,12 +88,6 @@ class Composer:
         return mailto, constant, settings.from_domain
 
     @cached_property
-    def _plain_settings(self) -> bool:
-        """Whether the settings a reader's values are made of hold none of HTML's specials."""
-        settings = self.settings
-        return not has_html_special(settings.public_url + settings.name)
-
-    @cached_property
     def _ids(self) -> tuple[str, Iterator[int]]:
         """A random prefix for this composer and a counter: unique Message-IDs without asking
         the OS for randomness per message (a system call that is slow on some machines)."""
@@ -120,13 +114,12 @@ class Composer:
         values = reader_values(self.settings, subscriber, url, self.secret, name)
         if self.rendered.per_reader_links:  # the reader's part of every tracked link
             values["click"] = reader_part(self.secret, self.rendered.dispatch_id, subscriber.id)
-        # the values are made of the reader's address and name and of settings checked once
-        # (`_plain_settings`): with none of HTML's five characters in those, escaping changes
-        # nothing, and the HTML values are the values themselves
-        if self._plain_settings and not has_html_special(subscriber.email + name):
-            html_values = values
-        else:
+        # one search over them all: where none holds one of HTML's five characters (most
+        # readers), escaping changes nothing and the HTML values are the values themselves
+        if has_html_special("".join(values.values())):
             html_values = {k: html_escaped(v) for k, v in values.items()}
+        else:
+            html_values = values
         rendered = self.rendered
         prebuilt = Prebuilt.of(self.template, values, html_values, rendered.html, rendered.text)
         mailto, constant, _ = self._list_headers
