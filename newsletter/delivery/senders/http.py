@@ -84,11 +84,6 @@ def json_bodies(message: Message) -> tuple[str | Spliced, str | Spliced]:
     return _spliced(html_pieces, encoded[:split]), _spliced(text_pieces, encoded[split:])
 
 
-def json_body(message: Message, part: str) -> str | Spliced:
-    """One of `json_bodies`: "html" or "text"."""
-    return json_bodies(message)[part == "text"]
-
-
 def _spliced(pieces: list[bytes], values: list[bytes]) -> Spliced:
     """A JSON string: the quotes, and the dispatch's pieces with the values between them."""
     out: list[bytes] = [b""] * (2 * len(pieces) + 1)
