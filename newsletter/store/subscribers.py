@@ -45,9 +45,9 @@ class Subscribers:
 
     @contextmanager
     def writing(self) -> Iterator[None]:
-        """A write transaction taken up front (BEGIN IMMEDIATE): a read-then-write by one
-        worker cannot fail with "database is locked" because another worker wrote in between;
-        it waits (busy timeout) instead.
+        """A store transaction (write lock taken up front, like every one) whose turn among
+        the writers (web workers, the processes of a split send) comes through a file lock that
+        wakes the next at once, not SQLite's busy handler, which sleeps between tries.
         """
         if self.db.conn.in_transaction:
             yield
@@ -57,13 +57,8 @@ class Subscribers:
             if fd is not None:
                 fcntl.flock(fd, fcntl.LOCK_EX)
             try:
-                self.db.execute("BEGIN IMMEDIATE")
-                try:
+                with self.db.atomic():  # BEGIN IMMEDIATE
                     yield
-                except BaseException:
-                    self.db.conn.rollback()
-                    raise
-                self.db.execute("COMMIT")
             finally:
                 if fd is not None:
                     fcntl.flock(fd, fcntl.LOCK_UN)
