@@ -107,6 +107,21 @@ def test_a_split_smtp_send_is_killed_and_resumed_without_anyone_getting_two_copi
     assert counts["sent"] + counts["unknown"] == 300 and counts["sending"] == 0
 
 
+def _under_way(env: dict[str, str], server: StubServer, stub: Resend, accepted: int):
+    """A split send started, its two worker processes up, `accepted` emails taken."""
+    first = _start(env, {**server.env(), **SPLIT})
+    _wait_for(lambda: len(_children(first.pid)) == 2)
+    _wait_for(lambda: len(stub.accepted) >= accepted)
+    return first
+
+
+def _resumed(env: dict[str, str], server: StubServer, stub: Resend, emails: list[str]) -> None:
+    """The next run ends the send: everyone reached once."""
+    second = _run(env, {**server.env(), **SPLIT})
+    assert second.returncode == 0, second.stderr
+    _sent_once(stub, emails)
+
+
 def _batches(stub: Resend) -> list[list]:
     """The accepted emails, grouped by the request that carried them."""
     by_id = {a.message_id: a for a in stub.accepted}
@@ -122,10 +137,8 @@ def test_a_kill_of_a_split_send_stops_every_process_and_the_next_run_repeats_the
 ) -> None:
     emails, stub = _readers(store, settings, delay=0.1)
     with StubServer(stub) as server:
-        first = _start(env, {**server.env(), **SPLIT})
-        _wait_for(lambda: len(_children(first.pid)) == 2)
+        first = _under_way(env, server, stub, 100)
         workers = _children(first.pid)
-        _wait_for(lambda: len(stub.accepted) >= 100)
         _kill(first)
         _wait_for(lambda: not any(_alive(pid) for pid in workers), timeout=10)
         settled = len(stub.requests)
@@ -148,8 +161,7 @@ def test_sigterm_to_a_split_send_finishes_what_is_in_flight_and_leaves_the_rest_
 ) -> None:
     emails, stub = _readers(store, settings, delay=0.1)
     with StubServer(stub) as server:
-        first = _start(env, {**server.env(), **SPLIT})
-        _wait_for(lambda: len(stub.accepted) >= 100)
+        first = _under_way(env, server, stub, 100)
         first.send_signal(signal.SIGTERM)
         _, err = first.communicate(timeout=60)
         assert first.returncode == 3, err  # partly sent
@@ -158,10 +170,7 @@ def test_sigterm_to_a_split_send_finishes_what_is_in_flight_and_leaves_the_rest_
         assert counts["sent"] == len(stub.accepted) < READERS
         assert counts["sent"] + counts["queued"] == READERS
         assert set(stub.recipients()) == _by_status(store, "sent")
-
-        second = _run(env, {**server.env(), **SPLIT})
-    assert second.returncode == 0, second.stderr
-    _sent_once(stub, emails)
+        _resumed(env, server, stub, emails)
 
 
 def test_a_worker_process_that_dies_is_reported_and_its_rows_in_flight_are_unknown(
@@ -169,9 +178,7 @@ def test_a_worker_process_that_dies_is_reported_and_its_rows_in_flight_are_unkno
 ) -> None:
     emails, stub = _readers(store, settings, delay=0.1)
     with StubServer(stub) as server:
-        first = _start(env, {**server.env(), **SPLIT})
-        _wait_for(lambda: len(_children(first.pid)) == 2)
-        _wait_for(lambda: len(stub.accepted) >= 60)
+        first = _under_way(env, server, stub, 60)
         os.kill(_children(first.pid)[0], signal.SIGKILL)
         _, err = first.communicate(timeout=60)
         assert first.returncode == 3, err
@@ -181,10 +188,7 @@ def test_a_worker_process_that_dies_is_reported_and_its_rows_in_flight_are_unkno
         # the other process went on to the end of its half
         assert counts["sent"] + counts["unknown"] + counts["queued"] == READERS
         assert len(stub.accepted) >= READERS // 2
-
-        second = _run(env, {**server.env(), **SPLIT})
-    assert second.returncode == 0, second.stderr
-    _sent_once(stub, emails)
+        _resumed(env, server, stub, emails)
 
 
 def test_forked_workers_hand_back_results_and_errors() -> None:
