@@ -89,6 +89,30 @@ def test_transaction_writes_nothing_when_it_fails(store: Store) -> None:
     assert store.sources.list() == []
 
 
+def test_queueing_without_the_row_by_row_reference_checks_still_queues_only_what_exists(
+    store: Store,
+) -> None:
+    active = store.subscribers.add("a@example.org", name="A", status="active", actor="t")
+    store.subscribers.add("p@example.org", name="P", status="pending", actor="t")
+    dispatch = store.dispatches.create("2026-W24")
+    assert store.deliveries.queue(dispatch["id"] + 1) == 0  # no such dispatch: no orphans
+    assert store.db.execute("SELECT count(*) FROM deliveries").fetchone() == (0,)
+    assert store.deliveries.queue(dispatch["id"]) == 1
+    assert store.deliveries.queue(dispatch["id"]) == 0  # once a reader
+    with store.transaction():  # where the checks cannot be turned off, they run
+        assert store.deliveries.queue(dispatch["id"]) == 0
+    rows = store.db.execute("SELECT dispatch_id, subscriber_id, status FROM deliveries")
+    assert rows.fetchall() == [(dispatch["id"], active, "queued")]
+    assert store.db.execute("PRAGMA foreign_keys").fetchone() == (1,)
+    assert store.db.execute("PRAGMA foreign_key_check").fetchall() == []
+    with pytest.raises(sqlite3.IntegrityError):  # and stay on for everything else
+        store.db.execute(
+            "INSERT INTO deliveries (dispatch_id, subscriber_id, status, created_at, updated_at)"
+            " VALUES (?, 999, 'queued', 'x', 'x')",
+            [dispatch["id"]],
+        )
+
+
 def test_rebuilding_a_referenced_table_keeps_the_rows_that_point_at_it(tmp_path: Path) -> None:
     from newsletter.store.schema import rebuild_table
 

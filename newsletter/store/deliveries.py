@@ -153,13 +153,28 @@ class Deliveries:
         self._writing = writing or self.db.atomic
 
     def queue(self, dispatch_id: int) -> int:
-        """Queue a delivery for each active subscriber not yet queued; return how many."""
+        """Queue a delivery for each active subscriber not yet queued; return how many.
+
+        Both references of every row are read by the statement itself (the subscriber from
+        `subscribers`, the dispatch joined in: no row if it is gone), so SQLite's own check of
+        them, two lookups a row and ~40 % of queueing 100,000 readers, is left out for it.
+        """
         now = now_iso()
-        cursor = self.db.execute(
-            "INSERT OR IGNORE INTO deliveries (dispatch_id, subscriber_id, status, created_at,"
-            " updated_at) SELECT ?, id, 'queued', ?, ? FROM subscribers WHERE status = 'active'",
-            [dispatch_id, now, now],
-        )
+        conn = self.db.conn
+        # the pragma is a no-op inside a transaction: there the checks simply run
+        checked = not conn.in_transaction and conn.execute("PRAGMA foreign_keys").fetchone()[0]
+        if checked:
+            conn.execute("PRAGMA foreign_keys=OFF")
+        try:
+            cursor = conn.execute(
+                "INSERT OR IGNORE INTO deliveries (dispatch_id, subscriber_id, status,"
+                " created_at, updated_at) SELECT d.id, s.id, 'queued', ?, ? FROM dispatches d"
+                " JOIN subscribers s ON s.status = 'active' WHERE d.id = ?",
+                [now, now, dispatch_id],
+            )
+        finally:
+            if checked:
+                conn.execute("PRAGMA foreign_keys=ON")
         return cursor.rowcount
 
     def sending_to_unknown(self, dispatch_id: int) -> int:
