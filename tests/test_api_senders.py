@@ -5,7 +5,9 @@ served by httpx.MockTransport: payloads, batching, and how errors map to retries
 from __future__ import annotations
 
 import base64
+import gc
 import json
+import weakref
 from collections.abc import Callable
 from urllib.parse import parse_qs
 
@@ -439,6 +441,37 @@ def _chunks(value: object, size: int) -> list[bytes]:
     from newsletter.delivery.senders.http import _chunks, _json_pieces
 
     return list(_chunks(_json_pieces(value), size))
+
+
+@pytest.mark.parametrize("kind", ["resend", "postmark"])
+def test_a_batch_request_and_its_body_are_freed_once_its_answer_is_read(kind: str) -> None:
+    """No reference cycle keeps a sent request (and its megabytes of JSON) alive until the
+    garbage collector runs: a split send's memory stays flat however many batches it sends."""
+    requests: list[weakref.ref[httpx.Request]] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        requests.append(weakref.ref(request))
+        count = len(json.loads(request.content))
+        if kind == "postmark":
+            return httpx.Response(
+                200, json=[{"ErrorCode": 0, "MessageID": f"pm-{n}"} for n in range(count)]
+            )
+        return httpx.Response(200, json={"data": [{"id": f"re-{n}"} for n in range(count)]})
+
+    sender = (
+        PostmarkSender("pm-token", _client(handler))
+        if kind == "postmark"
+        else ResendSender("re_key", _client(handler))
+    )
+    batch = [_message(0), _message(1)]
+    gc.disable()
+    try:
+        answers = [sender.send(sender.prepare(batch)) for _ in range(3)]
+        alive = [ref() is not None for ref in requests]
+    finally:
+        gc.enable()
+    assert all(r.ok for answer in answers for r in answer)
+    assert alive == [False, False, False]
 
 
 @pytest.mark.parametrize("kind", ["resend", "postmark"])

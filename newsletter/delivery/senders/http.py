@@ -149,7 +149,7 @@ def post(
             **kwargs.get("headers", {}),
         }
     try:
-        return client.post(url, **kwargs)
+        return _unbound(client.post(url, **kwargs))
     except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
         raise TemporarySendError(f"{provider}: cannot connect ({type(exc).__name__})") from None
     except (httpx.WriteError, httpx.WriteTimeout) as exc:
@@ -160,10 +160,22 @@ def post(
         ) from None
 
 
+def _unbound(response: httpx.Response) -> httpx.Response:
+    """The read response, without the stream httpx bound to it.
+
+    That stream refers back to the response (a reference cycle), and the response to its
+    request and so to the ~4 MB body of a batch: every body sent stayed alive until the cyclic
+    garbage collector ran, and a split send's processes held ~170 MB each instead of ~75.
+    The answer is read already (`client.post` without `stream=`): nothing is lost.
+    """
+    response.stream = httpx.ByteStream(b"")
+    return response
+
+
 def get(client: httpx.Client, provider: str, url: str, **kwargs: Any) -> httpx.Response:
     """GET for a lookup: any transport failure is a SendError (the record could not be read)."""
     try:
-        return client.get(url, **kwargs)
+        return _unbound(client.get(url, **kwargs))
     except httpx.TransportError as exc:
         raise TemporarySendError(f"{provider}: lookup failed ({type(exc).__name__})") from None
 
