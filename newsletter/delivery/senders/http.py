@@ -8,10 +8,12 @@ may have accepted it). A 2xx is never a failure, whatever its body says.
 
 from __future__ import annotations
 
+import ssl
 import time
 from bisect import bisect_left
 from collections.abc import Callable, Iterator, Sequence
 from email.utils import parsedate_to_datetime
+from functools import cache
 from itertools import accumulate
 from typing import Any
 
@@ -40,9 +42,18 @@ def make_client(
         base_url=base_url,
         timeout=httpx.Timeout(timeout),
         transport=transport,
+        verify=_tls_context() if transport is None else True,
         headers={"User-Agent": USER_AGENT},
         limits=httpx.Limits(max_connections=64, max_keepalive_connections=64),
     )
+
+
+@cache
+def _tls_context() -> ssl.SSLContext:
+    """httpx's default verifying context (the CA bundle, `SSL_CERT_FILE` / `SSL_CERT_DIR`),
+    made once: each new one loads the CA bundle again, ~50 ms, and every process of a split send
+    makes its own sender (the forked ones inherit this one)."""
+    return httpx.create_ssl_context()
 
 
 _JSON = msgspec.json.Encoder()
