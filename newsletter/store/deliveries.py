@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from newsletter.models import Subscriber, parse_sections_off
-from newsletter.store._rows import now_iso, one, rows
+from newsletter.store._rows import now_iso, one, references_unchecked, rows
 
 if TYPE_CHECKING:
     from sqlite_utils import Database
@@ -160,21 +160,13 @@ class Deliveries:
         them, two lookups a row and ~40 % of queueing 100,000 readers, is left out for it.
         """
         now = now_iso()
-        conn = self.db.conn
-        # the pragma is a no-op inside a transaction: there the checks simply run
-        checked = not conn.in_transaction and conn.execute("PRAGMA foreign_keys").fetchone()[0]
-        if checked:
-            conn.execute("PRAGMA foreign_keys=OFF")
-        try:
-            cursor = conn.execute(
+        with references_unchecked(self.db.conn):  # inside a transaction, they simply run
+            cursor = self.db.conn.execute(
                 "INSERT OR IGNORE INTO deliveries (dispatch_id, subscriber_id, status,"
                 " created_at, updated_at) SELECT d.id, s.id, 'queued', ?, ? FROM dispatches d"
                 " JOIN subscribers s ON s.status = 'active' WHERE d.id = ?",
                 [now, now, dispatch_id],
             )
-        finally:
-            if checked:
-                conn.execute("PRAGMA foreign_keys=ON")
         return cursor.rowcount
 
     def sending_to_unknown(self, dispatch_id: int) -> int:

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from newsletter.slugs import make_slug
-from newsletter.store._rows import now_iso
+from newsletter.store._rows import now_iso, references_unchecked
 
 if TYPE_CHECKING:
     from sqlite_utils import Database
@@ -292,8 +292,7 @@ def rebuild_table(db: Database, name: str, create_sql: str, indexes: tuple[str, 
     if conn.in_transaction:
         raise RuntimeError("rebuild_table must run outside a transaction")
     old = [row[1] for row in conn.execute(f"PRAGMA table_info([{name}])")]
-    conn.execute("PRAGMA foreign_keys=OFF")
-    try:
+    with references_unchecked(conn):
         conn.execute("BEGIN IMMEDIATE")
         try:
             # after a rebuild SQLite keeps the definition as `CREATE TABLE "name"`: either form
@@ -320,8 +319,6 @@ def rebuild_table(db: Database, name: str, create_sql: str, indexes: tuple[str, 
         except BaseException:
             conn.execute("ROLLBACK")
             raise
-    finally:
-        conn.execute("PRAGMA foreign_keys=ON")
 
 
 # --- m006_delivery_accounting -------------------------------------------------------------
